@@ -1,0 +1,3 @@
+"""Strata: tomography scans to labelled volumes and meshes."""
+
+__version__ = "0.1.0"

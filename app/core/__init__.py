@@ -1,0 +1,1 @@
+"""Qt-free core: job statuses and transitions, progress and cancellation."""

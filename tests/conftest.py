@@ -1,0 +1,36 @@
+"""Shared fixtures: a fresh workspace, the real scans in ../shared/data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    """An empty workspace folder; STRATA_HOME points at it."""
+    path = tmp_path / "ws"
+    path.mkdir()
+    monkeypatch.setenv("STRATA_HOME", str(path))
+    return path
+
+
+@pytest.fixture
+def store(workspace):
+    from app.store.jobs import JobStore
+
+    s = JobStore(workspace)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """../shared/data, or a skip where it is absent (a user's fresh clone)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is absent (real scans are only on the project's machines)")
+    return SHARED_DATA
