@@ -51,7 +51,6 @@ STAGES: tuple[Stage, ...] = (
     Stage("segment", S.TRAINED, S.SEGMENTING, S.SEGMENTED, S.SEGMENT_ERROR, "app.stages.segment:segment_job"),
     Stage("mesh", S.MESHING_QUEUED, S.MESHING, S.MESHED, S.MESH_ERROR, "app.stages.mesh:mesh_job"),
 )
-STAGE_BY_QUEUE = {stage.queued: stage for stage in STAGES}
 
 
 class RunnerEvents(Protocol):
@@ -85,14 +84,20 @@ class Runner:
     #: Seconds between progress writes to the database.
     PROGRESS_INTERVAL = 0.25
 
-    def __init__(self, store: JobStore, events: RunnerEvents | None = None) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        events: RunnerEvents | None = None,
+        stages: tuple[Stage, ...] = STAGES,
+    ) -> None:
         self.store = store
         self.events: RunnerEvents = events or NullEvents()
+        self.stages = {stage.queued: stage for stage in stages}
 
     # -- queue ----------------------------------------------------------
     def stage_for(self, job: Job) -> Stage | None:
         """The stage a job waits for, if any."""
-        stage = STAGE_BY_QUEUE.get(parse_status(job.status))
+        stage = self.stages.get(parse_status(job.status))
         if stage is not None and stage.name == "segment" and not self._segment_pending(job):
             return None
         return stage
@@ -108,7 +113,7 @@ class Runner:
 
     def queued_jobs(self) -> list[int]:
         """Ids of jobs with work waiting, oldest first."""
-        jobs = self.store.jobs_in(STAGE_BY_QUEUE)
+        jobs = self.store.jobs_in(self.stages)
         return [job.id for job in jobs if self.stage_for(job) is not None]
 
     def recover(self) -> list[int]:
