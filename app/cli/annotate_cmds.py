@@ -1,5 +1,98 @@
-"""Subcommands of a later stage (filled in by its issue)."""
+"""Subcommands for annotations: ``annotate`` (import a label volume) and ``classes``.
+
+Also the ``export --what annotations`` exporter (:func:`export_annotations`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from app.cli import CliError
+from app.cli.common import TerminalBar, open_store, print_json
+from app.core.progress import StageError
 
 
 def register(sub, common) -> None:
-    """Add this module's subcommands."""
+    p = sub.add_parser(
+        "annotate", parents=[common],
+        help="import a label volume (TIFF stack, multi-page TIFF, zarr, npy) as annotations",
+    )
+    p.add_argument("job", metavar="JOB", help="job id or name")
+    p.add_argument("--labels", required=True, metavar="PATH", help="label volume of the volume's shape")
+    p.add_argument(
+        "--slices", metavar="AXIS:I,J,K",
+        help="import only these slices of one plane, e.g. z:10,20,30 or y:5-8 (default: all of it)",
+    )
+    p.add_argument(
+        "--map", nargs="+", action="extend", default=[], metavar="SRC=DST",
+        help="map label value SRC to class value DST (0 drops it); unmapped values must be class values",
+    )
+    p.set_defaults(handler=cmd_annotate)
+
+    p = sub.add_parser("classes", parents=[common], help="list a job's label classes, or add one")
+    p.add_argument("job", metavar="JOB", help="job id or name")
+    p.add_argument("--add", metavar="NAME", help="add a class with the next value and a new colour")
+    p.add_argument("--color", metavar="#RRGGBB", help="colour of the class added with --add")
+    p.add_argument("--json", action="store_true", help="print the classes as JSON")
+    p.set_defaults(handler=cmd_classes)
+
+
+def cmd_annotate(args: argparse.Namespace) -> int:
+    from app.pipeline.annotations import parse_mapping, parse_slices
+    from app.stages.annotation import import_job_labels
+
+    store = open_store(args)
+    job = store.find(args.job)
+    bar = TerminalBar(f"import {Path(args.labels).name}")
+    try:
+        slices = parse_slices(args.slices) if args.slices else None
+        mapping = parse_mapping(args.map)
+        written = import_job_labels(store, job, args.labels, slices, mapping, bar.context())
+    except StageError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        bar.close()
+    summary = store.summary(job.id)
+    counts = ", ".join(f"{name} {n}" for name, n in summary["annotated_voxels"].items())
+    print(f"job {job.id}: imported {written} labelled voxels; status {summary['status']}; voxels per class: {counts}")
+    return 0
+
+
+def cmd_classes(args: argparse.Namespace) -> int:
+    from app.store.label_classes import ClassError, add_class, list_classes
+
+    store = open_store(args)
+    job = store.find(args.job)
+    if args.add:
+        try:
+            added = add_class(store, job.id, args.add, args.color)
+        except ClassError as exc:
+            raise CliError(str(exc)) from None
+        if not args.json:
+            print(f"added class {added.value} {added.name!r} ({added.color})")
+    classes = [
+        {"value": c.value, "name": c.name, "color": c.color, "background": c.is_background,
+         "annotated_voxels": int(c.voxel_count)}
+        for c in list_classes(store, job.id)
+    ]
+    if args.json:
+        print_json(classes)
+    else:
+        for c in classes:
+            flag = " (background)" if c["background"] else ""
+            print(f"{c['value']:>3}  {c['color']}  {c['name']}{flag}  {c['annotated_voxels']} voxels")
+    return 0
+
+
+def export_annotations(store, job, fmt: str, out: str, args=None) -> list[Path]:
+    """The ``export --what annotations`` exporter (tiff, zarr, npy)."""
+    from app.stages.annotation import export_job_annotations
+
+    bar = TerminalBar(f"export annotations as {fmt}")
+    try:
+        return export_job_annotations(store, job, fmt, out, bar.context())
+    except StageError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        bar.close()

@@ -15,6 +15,8 @@ from app.cli.common import open_store
 
 #: what -> ("module:function", formats)
 EXPORTERS: dict[str, tuple[str, tuple[str, ...]]] = {}
+EXPORTERS["annotations"] = ("app.cli.annotate_cmds:export_annotations", ("tiff", "zarr", "npy"))
+EXPORTERS["meshes"] = ("app.stages.mesh:export_meshes", ("stl", "obj", "ply", "glb"))
 
 
 def register(sub, common) -> None:
@@ -24,6 +26,7 @@ def register(sub, common) -> None:
     p.add_argument("--format", required=True, help="tiff, png, zarr, npy, stl, obj, ply, ...")
     p.add_argument("--out", required=True, help="output file or folder")
     p.add_argument("--id", type=int, default=None, help="segmentation or mesh id (default: newest)")
+    p.add_argument("--combined", action="store_true", help="meshes: all surfaces in one file")
     p.set_defaults(handler=cmd_export)
 
 

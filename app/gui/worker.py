@@ -12,7 +12,7 @@ import threading
 import traceback
 from typing import Any, Callable
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal, Slot
 
 from app.core.progress import ProgressContext
 from app.runner import Runner
@@ -44,15 +44,39 @@ class _SignalEvents:
         self.signals.failed.emit(job_id, message)
 
     def finished(self, job_id: int) -> None:
-        self.signals.finished.emit(job_id)
+        # The runner says this after every stage; with ``follow`` more stages may
+        # come. The runnable emits ``finished`` once, when it has really ended.
+        pass
+
+
+class _SchedulerEvents:
+    """RunnerEvents for work done on the UI thread: emit the scheduler's own signals."""
+
+    def __init__(self, scheduler: "JobScheduler") -> None:
+        self.scheduler = scheduler
+
+    def status_changed(self, job_id: int, old: str, new: str) -> None:
+        self.scheduler.status_changed.emit(job_id, old, new)
+
+    def progress(self, job_id: int, fraction: float, message: str) -> None:
+        self.scheduler.progress.emit(job_id, fraction, message)
+
+    def failed(self, job_id: int, message: str) -> None:
+        self.scheduler.failed.emit(job_id, message)
+
+    def finished(self, job_id: int) -> None:
+        pass
 
 
 class StageRunnable(QRunnable):
     """Runs a job's waiting stage(s) in a pool thread."""
 
-    def __init__(self, store: JobStore, job_id: int, ctx: ProgressContext, signals: StageSignals) -> None:
+    def __init__(
+        self, store: JobStore, job_id: int, ctx: ProgressContext, signals: StageSignals, stages=None
+    ) -> None:
         super().__init__()
         self.store = store
+        self.stages = stages
         self.job_id = job_id
         self.ctx = ctx
         self.signals = signals
@@ -60,7 +84,10 @@ class StageRunnable(QRunnable):
 
     def run(self) -> None:  # noqa: D102 - runs in a pool thread
         try:
-            Runner(self.store, _SignalEvents(self.signals)).run_job(self.job_id, self.ctx)
+            if self.ctx.cancelled:  # cancelled while waiting for a free thread
+                return
+            extra = {"stages": self.stages} if self.stages is not None else {}
+            Runner(self.store, _SignalEvents(self.signals), **extra).run_job(self.job_id, self.ctx)
         except Exception as exc:  # noqa: BLE001 - never let a worker die silently
             traceback.print_exc()
             self.signals.failed.emit(self.job_id, f"{type(exc).__name__}: {exc}")
@@ -78,9 +105,13 @@ class JobScheduler(QObject):
     #: Emitted once the scheduler has no running worker left.
     idle = Signal()
 
-    def __init__(self, store: JobStore, max_threads: int = 2, parent: QObject | None = None) -> None:
+    def __init__(
+        self, store: JobStore, max_threads: int = 2, parent: QObject | None = None, stages=None
+    ) -> None:
         super().__init__(parent)
         self.store = store
+        #: The runner's stage table (None: app.runner.STAGES); tests pass their own.
+        self.stages = stages
         self.pool = QThreadPool(self)
         self.pool.setMaxThreadCount(max(1, max_threads))
         self._contexts: dict[int, ProgressContext] = {}
@@ -98,12 +129,12 @@ class JobScheduler(QObject):
         signals.finished.connect(self._on_worker_finished)
         self._contexts[job_id] = ctx
         self._signals[job_id] = signals
-        self.pool.start(StageRunnable(self.store, job_id, ctx, signals))
+        self.pool.start(StageRunnable(self.store, job_id, ctx, signals, self.stages))
         return True
 
     def start_queued(self) -> list[int]:
         """Recover jobs a crash left running, then start every queued job."""
-        runner = Runner(self.store)
+        runner = Runner(self.store, stages=self.stages) if self.stages is not None else Runner(self.store)
         runner.recover()
         started = [job_id for job_id in runner.queued_jobs() if self.submit(job_id)]
         return started
@@ -121,6 +152,13 @@ class JobScheduler(QObject):
             return False
         ctx.cancel()
         return True
+
+    def cancel_queued(self, job_id: int) -> None:
+        """Take a job waiting in a queue (not running) back to its previous status.
+
+        Raises :class:`app.core.statuses.TransitionError` when nothing is queued.
+        """
+        Runner(self.store, _SchedulerEvents(self)).cancel_queued(job_id)
 
     def cancel_all(self) -> None:
         for ctx in self._contexts.values():
@@ -140,13 +178,52 @@ class JobScheduler(QObject):
             self.idle.emit()
 
 
+#: Signal objects of background tasks whose result is not delivered yet. A task's
+#: QRunnable is deleted when ``run`` returns; without this reference its signal
+#: object would go with it and a queued result to a plain function be dropped.
+_IN_FLIGHT: set["_TaskSignals"] = set()
+
+
 class _TaskSignals(QObject):
+    """Carries a task's outcome to the UI thread, where it calls the callbacks."""
+
     succeeded = Signal(object)
     errored = Signal(str)
 
+    def __init__(self, on_done, on_error) -> None:
+        super().__init__()
+        self._on_done = on_done
+        self._on_error = on_error
+        # Connected to this object's own slots: it lives in the UI thread, so
+        # delivery is queued there whatever the callbacks are.
+        self.succeeded.connect(self._deliver_done)
+        self.errored.connect(self._deliver_error)
+
+    @Slot(object)
+    def _deliver_done(self, result: Any) -> None:
+        try:
+            if self._on_done is not None:
+                self._on_done(result)
+        finally:
+            self._release()
+
+    @Slot(str)
+    def _deliver_error(self, message: str) -> None:
+        try:
+            if self._on_error is not None:
+                self._on_error(message)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        QTimer.singleShot(0, lambda: _IN_FLIGHT.discard(self))
+
 
 class BackgroundTask(QRunnable):
-    """Run ``fn()`` in a pool thread; ``on_done(result)`` / ``on_error(message)`` on the UI thread."""
+    """Run ``fn()`` in a pool thread; ``on_done(result)`` / ``on_error(message)`` on the UI thread.
+
+    Create it on the UI thread. The callbacks may be any callables.
+    """
 
     def __init__(
         self,
@@ -156,17 +233,14 @@ class BackgroundTask(QRunnable):
     ) -> None:
         super().__init__()
         self.fn = fn
-        self.signals = _TaskSignals()
-        if on_done is not None:
-            self.signals.succeeded.connect(on_done)
-        if on_error is not None:
-            self.signals.errored.connect(on_error)
+        self.signals = _TaskSignals(on_done, on_error)
+        _IN_FLIGHT.add(self.signals)
         self.setAutoDelete(True)
 
     def run(self) -> None:  # noqa: D102
         try:
             result = self.fn()
         except Exception as exc:  # noqa: BLE001
-            self.signals.errored.emit(f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc))
+            self.signals.errored.emit(str(exc) or type(exc).__name__)
             return
         self.signals.succeeded.emit(result)

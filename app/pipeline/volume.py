@@ -33,15 +33,30 @@ def level_shapes(shape: Sequence[int], max_side: int = MAX_COARSE_SIDE) -> list[
 
 
 def downsample2(block: np.ndarray) -> np.ndarray:
-    """Mean of 2x2x2 neighbourhoods (edge-padded to even sizes), in the input dtype."""
+    """Mean of 2x2x2 neighbourhoods (edge-padded to even sizes), in the input dtype.
+
+    Integers are summed exactly (int32/int64) and rounded half up; floats are
+    averaged in float32 (float64 stays float64).
+    """
+    block = np.asarray(block)
     pad = [(0, s % 2) for s in block.shape]
     if any(p[1] for p in pad):
         block = np.pad(block, pad, mode="edge")
-    z, y, x = block.shape
-    acc = block.reshape(z // 2, 2, y // 2, 2, x // 2, 2).astype(np.float32).mean(axis=(1, 3, 5))
-    if np.issubdtype(block.dtype, np.integer):
-        acc = np.rint(acc)
-    return acc.astype(block.dtype)
+    integer = np.issubdtype(block.dtype, np.integer) or block.dtype == np.bool_
+    if integer:
+        acc = np.int32 if block.dtype.itemsize <= 2 else np.int64
+    else:
+        acc = np.float64 if block.dtype == np.float64 else np.float32
+    total = block[0::2].astype(acc)
+    total += block[1::2]
+    total = total[:, 0::2] + total[:, 1::2]
+    total = total[:, :, 0::2] + total[:, :, 1::2]
+    if integer:
+        total += 4
+        total //= 8
+    else:
+        total *= 0.125
+    return total.astype(block.dtype)
 
 
 @dataclass

@@ -40,6 +40,9 @@ class JobPage(QWidget):
     def status_changed(self, job_id: int, old: str, new: str) -> None:
         """Hook: a job's status changed (any job; compare with ``self.job_id``)."""
 
+    def job_updated(self, job_id: int) -> None:
+        """Hook: fields of the shown job (its name, note, ...) changed, not its status."""
+
     def page_shown(self) -> None:
         """Hook: the tab became visible (start rendering)."""
 

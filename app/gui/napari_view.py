@@ -1,0 +1,321 @@
+"""The embedded napari viewer: every use of napari's API (public or private) lives here.
+
+:class:`VolumeView` is a plain QWidget holding a ``napari.Viewer(show=False)``'s
+canvas. It shows a volume as a lazy multiscale image (the zarr levels), the
+annotations as a Labels layer over an :class:`~app.pipeline.annotations.AnnotationBuffer`
+(reads come from disk slice by slice, edits stay in memory until the owner
+flushes them), named overlays, three orthogonal planes and a 3D rendering.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+#: dims.order for each plane: the plane's axis first (the slider), the two shown last.
+PLANE_ORDER = {0: (0, 1, 2), 1: (1, 0, 2), 2: (2, 0, 1)}
+TOOL_MODES = {"paint": "paint", "erase": "erase", "fill": "fill", "pan": "pan_zoom"}
+
+
+def robust_contrast(data: np.ndarray, low: float = 0.5, high: float = 99.5) -> tuple[float, float]:
+    """Contrast limits from percentiles of ``data`` (a coarse level), never empty."""
+    sample = np.asarray(data).ravel()
+    if sample.size > 4_000_000:
+        sample = sample[:: sample.size // 4_000_000 + 1]
+    lo, hi = (float(v) for v in np.percentile(sample, [low, high]))
+    if hi <= lo:
+        hi = lo + 1.0
+    return lo, hi
+
+
+def _label_colormap(colors: Mapping[int, str]):
+    from napari.utils.colormaps import DirectLabelColormap
+
+    color_dict: dict[Any, Any] = {None: "transparent", 0: "transparent"}
+    color_dict.update({int(v): c for v, c in colors.items()})
+    return DirectLabelColormap(color_dict=color_dict)
+
+
+class VolumeView(QWidget):
+    """A napari canvas showing one job's volume, its annotations and overlays."""
+
+    #: A paint/erase/fill stroke, an undo or a redo changed the labels (edits are in the buffer).
+    labels_edited = Signal()
+    #: The displayed plane or slice changed: (axis, index).
+    plane_changed = Signal(int, int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        import napari
+
+        self.viewer = napari.Viewer(show=False, title="Strata")
+        self._qt_viewer = self.viewer.window._qt_viewer
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self._qt_viewer)
+        self.image_layer = None
+        self.labels_layer = None
+        self.labels_3d = None
+        self.overlays: dict[str, Any] = {}
+        self._buffer = None
+        self._colors: dict[int, str] = {}
+        self.spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+        self.shape: tuple[int, int, int] | None = None
+        self._coarse_source = None
+        self.viewer.dims.events.current_step.connect(self._on_step)
+        self.viewer.dims.events.order.connect(self._on_step)
+
+    # -- volume -------------------------------------------------------------
+    def show_volume(self, levels: Sequence[Any], spacing: Sequence[float], contrast: tuple[float, float] | None = None,
+                    name: str = "volume") -> tuple[float, float]:
+        """Show ``levels`` (level 0 first) lazily; returns the contrast limits used."""
+        self.clear()
+        self.spacing = tuple(float(s) for s in spacing)  # type: ignore[assignment]
+        self.shape = tuple(int(s) for s in levels[0].shape)  # type: ignore[assignment]
+        if contrast is None:
+            contrast = robust_contrast(levels[-1][...])
+        dtype = np.dtype(levels[0].dtype)
+        if np.issubdtype(dtype, np.integer):
+            info = np.iinfo(dtype)
+            full = (float(min(info.min, contrast[0])), float(max(info.max, contrast[1])))
+        else:
+            full = (min(contrast[0], float(np.min(levels[-1][...]))), max(contrast[1], float(np.max(levels[-1][...]))))
+        multiscale = len(levels) > 1
+        data = list(levels) if multiscale else levels[0]
+        self.image_layer = self.viewer.add_image(
+            data, multiscale=multiscale, name=name, scale=self.spacing,
+            contrast_limits=list(contrast), colormap="gray", interpolation2d="nearest",
+        )
+        self.image_layer.contrast_limits_range = list(full)
+        self.image_layer.contrast_limits = list(contrast)
+        self.set_plane(0)
+        middle = self.shape[0] // 2
+        self.go_to(0, middle)
+        self.viewer.reset_view()
+        return contrast
+
+    def clear(self) -> None:
+        """Remove every layer."""
+        self.viewer.layers.clear()
+        self.image_layer = self.labels_layer = self.labels_3d = None
+        self.overlays.clear()
+        self._buffer = None
+        self.shape = None
+        if self.viewer.dims.ndisplay != 2:
+            self.viewer.dims.ndisplay = 2
+
+    @property
+    def contrast(self) -> tuple[float, float]:
+        lo, hi = self.image_layer.contrast_limits
+        return float(lo), float(hi)
+
+    @property
+    def contrast_range(self) -> tuple[float, float]:
+        lo, hi = self.image_layer.contrast_limits_range
+        return float(lo), float(hi)
+
+    def set_contrast(self, low: float, high: float) -> None:
+        if self.image_layer is not None and high > low:
+            self.image_layer.contrast_limits = [float(low), float(high)]
+
+    # -- planes -------------------------------------------------------------
+    def set_plane(self, axis: int) -> None:
+        """Show plane ``axis`` (0 = z, 1 = y, 2 = x) in 2D."""
+        if self.viewer.dims.ndisplay != 2:
+            self.set_3d(False)
+        self.viewer.dims.order = PLANE_ORDER[int(axis)]
+
+    def current_plane(self) -> tuple[int, int]:
+        """(axis, index) of the slice on screen (in 3D: the plane the 2D view returns to)."""
+        axis = int(self.viewer.dims.order[0])
+        return axis, self._index(axis)
+
+    def _index(self, axis: int) -> int:
+        point = self.viewer.dims.point[axis]
+        index = int(round(point / self.spacing[axis]))
+        if self.shape is not None:
+            index = min(max(index, 0), self.shape[axis] - 1)
+        return index
+
+    def go_to(self, axis: int, index: int) -> None:
+        """Show slice ``index`` of plane ``axis``."""
+        axis = int(axis)
+        if self.viewer.dims.ndisplay == 2 and int(self.viewer.dims.order[0]) != axis:
+            self.set_plane(axis)
+        self.viewer.dims.set_point(axis, float(index) * self.spacing[axis])
+
+    def set_3d(self, on: bool) -> None:
+        """Switch between the 2D plane view and a 3D rendering (annotations shown coarse)."""
+        on = bool(on)
+        if on == self.is_3d:
+            return
+        if self.labels_layer is not None:
+            # the full-resolution labels are never rendered in 3D (it would load them whole)
+            self.labels_layer.visible = not on
+        if on:
+            self._show_coarse_labels()
+        elif self.labels_3d is not None:
+            self.viewer.layers.remove(self.labels_3d)
+            self.labels_3d = None
+        self.viewer.dims.ndisplay = 3 if on else 2
+
+    @property
+    def is_3d(self) -> bool:
+        return self.viewer.dims.ndisplay == 3
+
+    def _show_coarse_labels(self) -> None:
+        if self._buffer is None:
+            return
+        from app.pipeline.annotations import coarse_labels
+
+        labels, factor = coarse_labels(self._buffer.array)
+        if self.labels_3d is not None:
+            self.viewer.layers.remove(self.labels_3d)
+        scale = [s * factor for s in self.spacing]
+        translate = [(factor - 1) * s / 2 for s in self.spacing]
+        self.labels_3d = self.viewer.add_labels(
+            labels, name="annotations (3D)", scale=scale, translate=translate, opacity=0.8,
+            colormap=_label_colormap(self._colors),
+        )
+
+    def _on_step(self, event=None) -> None:
+        if self.shape is None:
+            return
+        axis, index = self.current_plane()
+        self.plane_changed.emit(axis, index)
+
+    # -- annotations --------------------------------------------------------
+    def set_labels(self, buffer, colors: Mapping[int, str]) -> None:
+        """Show (and edit) the annotations through ``buffer`` (an AnnotationBuffer)."""
+        if self.labels_layer is not None:
+            self.viewer.layers.remove(self.labels_layer)
+        self._buffer = buffer
+        self._colors = dict(colors)
+        layer = self.viewer.add_labels(
+            buffer, name="annotations", scale=self.spacing, opacity=0.6,
+            colormap=_label_colormap(self._colors),
+        )
+        layer.n_edit_dimensions = 2
+        layer.contiguous = True
+        layer.preserve_labels = False
+        layer.brush_size = 10
+        # one event per finished stroke (on mouse release) and per undo/redo
+        layer.events.paint.connect(self._on_paint)
+        layer.undo = self.undo  # napari's own Ctrl+Z binding calls layer.undo()
+        layer.redo = self.redo
+        self.labels_layer = layer
+        self.viewer.layers.selection.active = layer
+
+    def _on_paint(self, event=None) -> None:
+        self.labels_edited.emit()
+
+    def set_label_colors(self, colors: Mapping[int, str]) -> None:
+        self._colors = dict(colors)
+        if self.labels_layer is not None:
+            self.labels_layer.colormap = _label_colormap(self._colors)
+        if self.labels_3d is not None:
+            self.labels_3d.colormap = _label_colormap(self._colors)
+
+    def refresh_labels(self) -> None:
+        """Read the displayed labels again (after the array changed on disk)."""
+        if self.labels_layer is not None:
+            self.labels_layer.refresh()
+        if self.is_3d:
+            self._show_coarse_labels()
+
+    def set_tool(self, tool: str) -> None:
+        """``paint``, ``erase``, ``fill`` or ``pan``."""
+        if self.labels_layer is not None:
+            self.labels_layer.mode = TOOL_MODES[tool]
+
+    def set_brush_size(self, size: int) -> None:
+        if self.labels_layer is not None:
+            self.labels_layer.brush_size = max(1, int(size))
+
+    def set_selected_label(self, value: int) -> None:
+        if self.labels_layer is not None:
+            self.labels_layer.selected_label = int(value)
+
+    def undo(self) -> bool:
+        """Undo the last stroke; returns whether there was one."""
+        from napari.layers import Labels
+
+        layer = self.labels_layer
+        if layer is None or not layer._undo_history:
+            return False
+        Labels.undo(layer)
+        self.labels_edited.emit()
+        return True
+
+    def redo(self) -> bool:
+        from napari.layers import Labels
+
+        layer = self.labels_layer
+        if layer is None or not layer._redo_history:
+            return False
+        Labels.redo(layer)
+        self.labels_edited.emit()
+        return True
+
+    def clear_history(self) -> None:
+        """Forget undo/redo (the array changed behind the layer's back)."""
+        if self.labels_layer is not None:
+            self.labels_layer._reset_history()
+
+    # -- overlays -----------------------------------------------------------
+    def set_overlay(self, name: str, data: Any, colors: Mapping[int, str] | str | None = None,
+                    opacity: float = 0.5, visible: bool = True, plane: tuple[int, int] | None = None) -> None:
+        """Show ``data`` over the volume, replacing an overlay of the same name.
+
+        ``data`` is a 2D slice (shown on ``plane``, default the current one), a
+        3D array, or a multiscale list of 3D arrays. Integer data is shown as
+        labels coloured by ``colors`` (value -> colour); other data as an image
+        with the colormap named by ``colors``.
+        """
+        self.remove_overlay(name)
+        multiscale = isinstance(data, (list, tuple))
+        first = data[0] if multiscale else data
+        scale = list(self.spacing)
+        translate = [0.0, 0.0, 0.0]
+        if not multiscale and getattr(first, "ndim", 3) == 2:
+            axis, index = plane if plane is not None else self.current_plane()
+            data = np.expand_dims(np.asarray(data), axis)
+            translate[axis] = index * self.spacing[axis]
+            first = data
+        elif self.shape is not None and tuple(first.shape) != self.shape:
+            scale = [sp * full / part for sp, full, part in zip(self.spacing, self.shape, first.shape)]
+        kwargs = dict(name=name, scale=scale, translate=translate, opacity=float(opacity), visible=bool(visible))
+        if np.issubdtype(np.dtype(first.dtype), np.integer):
+            cmap = _label_colormap(colors if isinstance(colors, Mapping) else self._colors)
+            layer = self.viewer.add_labels(data, multiscale=multiscale, colormap=cmap, **kwargs)
+        else:
+            layer = self.viewer.add_image(
+                data, multiscale=multiscale, colormap=colors if isinstance(colors, str) else "magma",
+                blending="additive", **kwargs,
+            )
+        self.overlays[name] = layer
+        if self.labels_layer is not None:  # keep the paint layer on top and active
+            layers = self.viewer.layers
+            layers.move(layers.index(self.labels_layer), len(layers))
+            layers.selection.active = self.labels_layer
+
+    def remove_overlay(self, name: str) -> None:
+        layer = self.overlays.pop(name, None)
+        if layer is not None and layer in self.viewer.layers:
+            self.viewer.layers.remove(layer)
+
+    # -- rendering ----------------------------------------------------------
+    def screenshot(self) -> np.ndarray:
+        """Render the canvas now and return it as an RGBA array."""
+        return self.viewer.screenshot(canvas_only=True, flash=False)
+
+    def close_viewer(self) -> None:
+        """Release the viewer (the window closes)."""
+        try:
+            self.viewer.layers.clear()
+            self.viewer.close()
+        except Exception:  # noqa: BLE001 - closing twice or during teardown
+            pass

@@ -1,0 +1,305 @@
+"""Per-voxel filter features for the quick classifier, computed with torch.
+
+Per scale ``s``: Gaussian smoothing, gradient magnitude, Laplacian of Gaussian,
+difference of Gaussians (previous scale minus this one), Hessian eigenvalues and
+structure-tensor eigenvalues, plus the normalised intensity itself. Gaussians are
+separable valid convolutions; derivatives are central differences of the
+smoothed image, which makes each scale cost two (2D) or three (3D) passes.
+
+``mode="2d"`` filters each z-plane on its own (no reach along z); ``"3d"``
+filters in all three axes. Blocks are read with a margin of :meth:`FeatureSpec.reach`
+voxels (reflected at the volume's faces), so a voxel's features do not depend
+on the block it was computed in.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import numpy as np
+
+DEFAULT_SCALES: tuple[float, ...] = (0.7, 1.6, 3.5, 5.0)
+
+
+def kernel_radius(sigma: float, truncate: float) -> int:
+    return max(1, int(math.ceil(truncate * sigma)))
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Which features: the scales (voxels), 2D-per-plane or 3D, the kernels' truncation."""
+
+    scales: tuple[float, ...] = DEFAULT_SCALES
+    mode: str = "2d"
+    truncate: float = 3.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("2d", "3d"):
+            raise ValueError(f"feature mode must be '2d' or '3d', not {self.mode!r}")
+        if not self.scales or any(s <= 0 for s in self.scales):
+            raise ValueError("feature scales must be positive numbers")
+        object.__setattr__(self, "scales", tuple(sorted(float(s) for s in self.scales)))
+
+    @property
+    def axes(self) -> tuple[int, ...]:
+        """Axes of a (z, y, x) block the filters run along."""
+        return (1, 2) if self.mode == "2d" else (0, 1, 2)
+
+    def reach(self) -> int:
+        """Voxels each feature looks beyond a voxel along a filtered axis."""
+        best = 0
+        previous_radius = 0
+        for s in self.scales:
+            r = kernel_radius(s, self.truncate)
+            # structure tensor: gradient of the previous scale, smoothed at this one
+            best = max(best, r + 1, previous_radius + 1 + r)
+            previous_radius = r
+        return best
+
+    def margin(self) -> tuple[int, int, int]:
+        """Margin (z, y, x) a block is read with."""
+        r = self.reach()
+        return (0 if self.mode == "2d" else r, r, r)
+
+    def names(self) -> list[str]:
+        ndim = len(self.axes)
+        names = ["intensity"]
+        for s in self.scales:
+            names += [f"gauss {s:g}", f"gradient {s:g}", f"LoG {s:g}", f"DoG {s:g}"]
+            names += [f"hessian ev{i} {s:g}" for i in range(ndim)]
+            names += [f"structure ev{i} {s:g}" for i in range(ndim)]
+        return names
+
+    @property
+    def count(self) -> int:
+        return len(self.names())
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"scales": list(self.scales)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "FeatureSpec":
+        return cls(tuple(data.get("scales", DEFAULT_SCALES)), data.get("mode", "2d"), float(data.get("truncate", 3.0)))
+
+
+def parse_scales(text: str | Sequence[float] | None) -> tuple[float, ...]:
+    """``"0.7,1.6,3.5"`` -> (0.7, 1.6, 3.5); None -> the defaults."""
+    if text is None or text == "":
+        return DEFAULT_SCALES
+    if isinstance(text, str):
+        try:
+            values = tuple(float(p) for p in text.replace(" ", ",").split(",") if p)
+        except ValueError:
+            raise ValueError(f"scales must be numbers separated by commas, not {text!r}") from None
+    else:
+        values = tuple(float(v) for v in text)
+    if not values or any(v <= 0 or v > 64 for v in values):
+        raise ValueError(f"scales must be between 0 and 64 voxels, not {text!r}")
+    return values
+
+
+# -- intensity normalisation ------------------------------------------------
+def intensity_range(volume, low: float = 0.5, high: float = 99.5) -> tuple[float, float]:
+    """Percentiles of a volume's intensities, from its coarsest level (small, read at once)."""
+    coarse = np.asarray(volume.levels[-1][...], dtype=np.float32)
+    lo, hi = np.percentile(coarse, [low, high])
+    if hi <= lo:
+        hi = lo + 1.0
+    return float(lo), float(hi)
+
+
+# -- reading blocks ---------------------------------------------------------
+def read_padded(array, start: Sequence[int], stop: Sequence[int], margin: Sequence[int]) -> np.ndarray:
+    """``array[start:stop]`` grown by ``margin`` per axis, reflected beyond the array's faces."""
+    shape = array.shape
+    lo = [max(0, a - m) for a, m in zip(start, margin)]
+    hi = [min(n, b + m) for b, m, n in zip(stop, margin, shape)]
+    data = np.asarray(array[tuple(slice(a, b) for a, b in zip(lo, hi))])
+    pads = [(m - (a - l), m - (h - b)) for a, b, l, h, m in zip(start, stop, lo, hi, margin)]
+    if any(p for pair in pads for p in pair):
+        mode = "reflect" if all(n > 1 for n, pair in zip(data.shape, pads) if any(pair)) else "edge"
+        data = _pad_reflect(data, pads, mode)
+    return data
+
+
+def _pad_reflect(data: np.ndarray, pads, mode: str) -> np.ndarray:
+    # np.pad reflects repeatedly when a pad is wider than the data; that is what we want.
+    return np.pad(data, pads, mode=mode)
+
+
+# -- the filters -----------------------------------------------------------
+def _gauss_kernel(sigma: float, truncate: float):
+    import torch
+
+    r = kernel_radius(sigma, truncate)
+    x = torch.arange(-r, r + 1, dtype=torch.float64)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    return (k / k.sum()).to(torch.float32)
+
+
+class _Filters:
+    """Valid separable Gaussians and central differences over chosen axes of (N, D, H, W)."""
+
+    def __init__(self, axes: tuple[int, ...], truncate: float, device) -> None:
+        self.axes = axes
+        self.truncate = truncate
+        self.device = device
+        self._kernels: dict[float, object] = {}
+
+    def kernel(self, sigma: float):
+        if sigma not in self._kernels:
+            self._kernels[sigma] = _gauss_kernel(sigma, self.truncate).to(self.device)
+        return self._kernels[sigma]
+
+    def gauss(self, t, sigma: float):
+        """Smooth (N, D, H, W) along the filter axes; each shrinks by 2 * radius."""
+        k = self.kernel(sigma)
+        for axis in self.axes:
+            t = self.conv_axis(t, k, axis)
+        return t
+
+    @staticmethod
+    def conv_axis(t, k, axis: int):
+        """Valid 1D convolution of (N, D, H, W) along axis 0 (D), 1 (H) or 2 (W), as a conv2d."""
+        import torch.nn.functional as F
+
+        n, d, h, w = t.shape
+        size = k.numel()
+        if axis == 0:
+            out = F.conv2d(t.reshape(n, 1, d, h * w), k.view(1, 1, size, 1))
+            return out.reshape(n, d - size + 1, h, w)
+        if axis == 1:
+            out = F.conv2d(t.reshape(n * d, 1, h, w), k.view(1, 1, size, 1))
+            return out.reshape(n, d, h - size + 1, w)
+        out = F.conv2d(t.reshape(n * d, 1, h, w), k.view(1, 1, 1, size))
+        return out.reshape(n, d, h, w - size + 1)
+
+    @staticmethod
+    def diff(t, axis: int):
+        """Central difference along an axis of (N, D, H, W) (shrinks it by 2)."""
+        a = 1 + axis
+        n = t.shape[a]
+        return (t.narrow(a, 2, n - 2) - t.narrow(a, 0, n - 2)) * 0.5
+
+    @staticmethod
+    def diff2(t, axis: int):
+        a = 1 + axis
+        n = t.shape[a]
+        return t.narrow(a, 2, n - 2) - 2 * t.narrow(a, 1, n - 2) + t.narrow(a, 0, n - 2)
+
+    def crop(self, t, width: int):
+        """Remove ``width`` voxels from both ends of each filter axis of (N, D, H, W)."""
+        if width < 0:
+            raise ValueError("negative crop")
+        for axis in self.axes:
+            a = 1 + axis
+            t = t.narrow(a, width, t.shape[a] - 2 * width)
+        return t
+
+    def crop_to(self, t, size: Sequence[int]):
+        """Centre-crop the filter axes of (N, D, H, W) to ``size`` (one per axis of D, H, W)."""
+        for axis in self.axes:
+            a = 1 + axis
+            extra = t.shape[a] - size[axis]
+            t = t.narrow(a, extra // 2, size[axis])
+        return t
+
+
+def _eigen2(a, b, c):
+    """Eigenvalues (larger first) of [[a, c], [c, b]], elementwise."""
+    import torch
+
+    half = (a + b) * 0.5
+    root = torch.sqrt(((a - b) * 0.5) ** 2 + c * c)
+    return half + root, half - root
+
+
+def _eigen3(xx, yy, zz, xy, xz, yz):
+    """Eigenvalues (descending) of symmetric 3x3 matrices, elementwise."""
+    import torch
+
+    m = torch.stack(
+        [torch.stack([zz, yz, xz], -1), torch.stack([yz, yy, xy], -1), torch.stack([xz, xy, xx], -1)], -2
+    )
+    ev = torch.linalg.eigvalsh(m.double()).float()
+    return ev[..., 2], ev[..., 1], ev[..., 0]
+
+
+def compute_features(padded: np.ndarray, spec: FeatureSpec, norm: tuple[float, float], device=None) -> np.ndarray:
+    """Features of the centre of a block read with :meth:`FeatureSpec.margin`.
+
+    ``padded`` is (z, y, x) raw intensities; returns float32 (F, z', y', x') with
+    the margin removed.
+    """
+    import torch
+
+    with torch.no_grad():
+        out = compute_features_torch(torch.from_numpy(np.ascontiguousarray(padded)), spec, norm, device)
+        return out.cpu().numpy()
+
+
+def compute_features_torch(padded, spec: FeatureSpec, norm: tuple[float, float], device=None):
+    import torch
+
+    device = device or default_device()
+    lo, hi = norm
+    image = ((padded.to(device=device, dtype=torch.float32) - lo) / (hi - lo)).unsqueeze(0)
+    margin = spec.margin()
+    size = [n - 2 * m for n, m in zip(image.shape[1:], margin)]
+    if min(size) <= 0:
+        raise ValueError("block smaller than its margin")
+    f = _Filters(spec.axes, spec.truncate, device)
+    axes = spec.axes
+    feats = [f.crop_to(image, size)]
+    previous = image  # the previous scale's smoothed image (the image for the first)
+    for s in spec.scales:
+        g = f.gauss(image, s)
+        gc = f.crop_to(g, size)
+        # derivatives by central differences of the smoothed image; all shrink
+        # symmetrically, so centre-cropping keeps them aligned
+        firsts = {a: f.crop_to(f.diff(g, a), size) for a in axes}
+        hess = {a: f.crop_to(f.diff2(g, a), size) for a in axes}
+        hmix = {
+            (a, b): f.crop_to(f.diff(f.diff(g, a), b), size)
+            for i, a in enumerate(axes)
+            for b in axes[i + 1 :]
+        }
+        grad = torch.sqrt(sum(d * d for d in firsts.values()))
+        log = sum(hess.values())
+        dog = f.crop_to(previous, size) - gc
+        feats += [gc, grad, log, dog]
+        if len(axes) == 2:
+            a, b = axes
+            feats += list(_eigen2(hess[a], hess[b], hmix[(a, b)]))
+        else:
+            z, y, x = axes
+            feats += list(_eigen3(hess[x], hess[y], hess[z], hmix[(y, x)], hmix[(z, x)], hmix[(z, y)]))
+        # structure tensor: gradient of the previous scale, products smoothed at s
+        inner = [n - (2 if i in axes else 0) for i, n in enumerate(previous.shape[1:])]
+        pg = {a: f.crop_to(f.diff(previous, a), inner) for a in axes}
+        keys = [(a, b) for i, a in enumerate(axes) for b in axes[i:]]
+        products = torch.cat([pg[a] * pg[b] for a, b in keys], 0)
+        smooth = f.gauss(products, s)
+        comp = {k: f.crop_to(smooth[i : i + 1], size) for i, k in enumerate(keys)}
+        if len(axes) == 2:
+            a, b = axes
+            feats += list(_eigen2(comp[(a, a)], comp[(b, b)], comp[(a, b)]))
+        else:
+            z, y, x = axes
+            feats += list(_eigen3(comp[(x, x)], comp[(y, y)], comp[(z, z)], comp[(y, x)], comp[(z, x)], comp[(z, y)]))
+        previous = g
+    return torch.cat(feats, 0)
+
+
+def default_device():
+    import torch
+
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def block_features(array, start, stop, spec: FeatureSpec, norm: tuple[float, float], device=None) -> np.ndarray:
+    """Features (F, z, y, x) of ``array[start:stop]``, read with the spec's margin."""
+    padded = read_padded(array, start, stop, spec.margin())
+    return compute_features(padded, spec, norm, device)
