@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Callable, Protocol
 
 from app.core.progress import Cancelled, ProgressContext, StageError
-from app.core.statuses import RECOVERY, RUNNING, JobStatus, TransitionError, parse_status
+from app.core.statuses import RECOVERY, RUNNING, SEGMENT_FROM, JobStatus, TransitionError, parse_status
 from app.store.jobs import JobStore, pid_alive
 from app.store.models import Job
 
@@ -97,7 +97,11 @@ class Runner:
     # -- queue ----------------------------------------------------------
     def stage_for(self, job: Job) -> Stage | None:
         """The stage a job waits for, if any."""
-        stage = self.stages.get(parse_status(job.status))
+        status = parse_status(job.status)
+        stage = self.stages.get(status)
+        if stage is None and status in SEGMENT_FROM:
+            # a segmentation requested from a later resting state (a queued Segmentation row)
+            stage = next((s for s in self.stages.values() if s.name == "segment"), None)
         if stage is not None and stage.name == "segment" and not self._segment_pending(job):
             return None
         return stage
@@ -113,7 +117,7 @@ class Runner:
 
     def queued_jobs(self) -> list[int]:
         """Ids of jobs with work waiting, oldest first."""
-        jobs = self.store.jobs_in(self.stages)
+        jobs = self.store.jobs_in(set(self.stages) | SEGMENT_FROM)
         return [job.id for job in jobs if self.stage_for(job) is not None]
 
     def recover(self) -> list[int]:
@@ -181,7 +185,8 @@ class Runner:
 
     def _run_stage(self, job: Job, stage: Stage, ctx: ProgressContext) -> JobStatus:
         try:
-            self._move(job.id, stage.running, expect=stage.queued, owner_pid=os.getpid())
+            # expect the status stage_for saw (a re-segmentation starts from a resting state)
+            self._move(job.id, stage.running, expect=parse_status(job.status), owner_pid=os.getpid())
         except TransitionError:
             return parse_status(self.store.get(job.id).status)  # someone else took it
         job = self.store.get(job.id)

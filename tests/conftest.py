@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# set once before torch loads (spinning OpenMP threads starve each other on a busy machine)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _own_settings_file(tmp_path_factory, monkeypatch):
+    """The app's QSettings go to a fresh INI file per test, never the user's own."""
+    monkeypatch.setenv("STRATA_SETTINGS", str(tmp_path_factory.mktemp("settings") / "strata.ini"))
 
 
 @pytest.fixture

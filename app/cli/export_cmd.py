@@ -17,6 +17,7 @@ from app.cli.common import open_store
 EXPORTERS: dict[str, tuple[str, tuple[str, ...]]] = {}
 EXPORTERS["annotations"] = ("app.cli.annotate_cmds:export_annotations", ("tiff", "zarr", "npy"))
 EXPORTERS["meshes"] = ("app.stages.mesh:export_meshes", ("stl", "obj", "ply", "glb"))
+EXPORTERS["segmentation"] = ("app.stages.segment:export_segmentation", ("tiff", "png", "zarr"))
 
 
 def register(sub, common) -> None:

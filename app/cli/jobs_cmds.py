@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
 import time
+from pathlib import Path
 
+from app.cli import CliError
 from app.cli.common import TerminalBar, open_store, print_json
 from app.core.statuses import ERRORS, JobStatus
 
@@ -55,25 +60,68 @@ def _default_name(sources: list[str]) -> str:
     return default_job_name(sources)
 
 
-def _run_with_bar(store, job_id: int, follow: bool) -> JobStatus:
+def _run_with_bar(store, job_id: int, follow: bool, quiet: bool = False, ctx=None, bar=None) -> JobStatus:
+    """Run a job's waiting stage(s) with a progress bar; the first Ctrl+C cancels cleanly."""
+    from app.core.progress import ProgressContext
     from app.runner import Runner
 
-    bar = TerminalBar(f"job {job_id}")
+    if bar is None and not quiet:
+        bar = TerminalBar(f"job {job_id}")
+    if ctx is None:
+        ctx = bar.context() if bar else ProgressContext()
+    with _cancel_on_interrupt(ctx):
+        try:
+            return Runner(store).run_job(job_id, ctx, follow=follow)
+        finally:
+            if bar:
+                bar.close()
+
+
+@contextlib.contextmanager
+def _cancel_on_interrupt(ctx):
+    """While a stage runs, Ctrl+C cancels it (the job goes back to its previous status);
+    a second Ctrl+C interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if ctx.cancelled:
+            raise KeyboardInterrupt
+        print("\ncancelling (Ctrl+C again to stop at once)...", file=sys.stderr)
+        ctx.cancel()
+
+    previous = signal.signal(signal.SIGINT, handler)
     try:
-        return Runner(store).run_job(job_id, bar.context(), follow=follow)
+        yield
     finally:
-        bar.close()
+        signal.signal(signal.SIGINT, previous)
 
 
 def cmd_new(args: argparse.Namespace) -> int:
+    from app.pipeline.sources import normalize_unit
+
+    if args.spacing and any(not value > 0 for value in args.spacing):
+        raise CliError(f"--spacing needs three positive numbers (z y x), got {' '.join(map(str, args.spacing))}")
     store = open_store(args)
     name = args.name or _default_name(args.sources)
-    job = store.create_job(name, args.sources, tuple(args.spacing) if args.spacing else None, args.unit)
+    sources = [str(Path(s).expanduser().absolute()) for s in args.sources]  # `run` may start elsewhere
+    spacing = tuple(args.spacing) if args.spacing else None
+    job = store.create_job(name, sources, spacing, normalize_unit(args.unit))
     print(job.id)
     sys.stdout.flush()
-    status = _run_with_bar(store, job.id, follow=False)
+    status = _run_with_bar(store, job.id, follow=False, quiet=not sys.stderr.isatty())
+    return _report_outcome(store, job.id, status)
+
+
+def _report_outcome(store, job_id: int, status: JobStatus) -> int:
+    """Exit code of ``new``/``sample``: 1 with the job's message as one line on stderr on failure."""
     if status in ERRORS:
-        print(f"error: {store.get(job.id).message}", file=sys.stderr)
+        message = " ".join(store.get(job_id).message.split())
+        print(f"error: job {job_id} ({status.value}): {message}", file=sys.stderr)
+        return 1
+    if status is JobStatus.PENDING:
+        print(f"error: job {job_id}: the import was cancelled", file=sys.stderr)
         return 1
     return 0
 
@@ -85,37 +133,41 @@ def cmd_sample(args: argparse.Namespace) -> int:
     job = create_sample_job(store, args.name)
     print(job.id)
     sys.stdout.flush()
-    status = _run_with_bar(store, job.id, follow=False)
-    if status in ERRORS:
-        print(f"error: {store.get(job.id).message}", file=sys.stderr)
-        return 1
-    return 0
+    status = _run_with_bar(store, job.id, follow=False, quiet=not sys.stderr.isatty())
+    return _report_outcome(store, job.id, status)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """Run queued work: recover interrupted jobs, then run each waiting job's stages."""
     from app.runner import Runner
 
     store = open_store(args)
     runner = Runner(store)
-    recovered = runner.recover()
-    for job_id in recovered:
+    for job_id in runner.recover():
         print(f"job {job_id}: interrupted earlier, queued again", file=sys.stderr)
     failures = 0
+    tried: set[int] = set()
     while True:
-        for job_id in runner.queued_jobs():
-            status = _run_with_bar(store, job_id, follow=True)
-            job = store.get(job_id)
-            if status in ERRORS:
-                failures += 1
-                print(f"error: job {job_id} ({status.value}): {job.message}", file=sys.stderr)
-            else:
-                print(f"job {job_id}: {status.value}", file=sys.stderr)
-            if not args.until_idle:
+        pending = [j for j in runner.queued_jobs() if j not in tried]
+        if not pending:
+            if args.until_idle:
                 break
-        if args.until_idle and not runner.queued_jobs():
-            break
-        if not args.until_idle:
             time.sleep(2.0)
+            continue
+        job_id = pending[0]
+        tried.add(job_id)
+        bar = TerminalBar(f"job {job_id}")
+        ctx = bar.context()
+        status = _run_with_bar(store, job_id, follow=True, ctx=ctx, bar=bar)
+        if ctx.cancelled:
+            print(f"job {job_id}: cancelled, back to {status.value}", file=sys.stderr)
+            return 130
+        if status in ERRORS:
+            failures += 1
+            message = " ".join(store.get(job_id).message.split())
+            print(f"error: job {job_id} ({status.value}): {message}", file=sys.stderr)
+        else:
+            print(f"job {job_id}: {status.value}", file=sys.stderr)
     return 1 if failures else 0
 
 
@@ -187,6 +239,20 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     from app.runner import Runner
 
     store = open_store(args)
+    from app.core.statuses import RUNNING, parse_status
+    from app.store.jobs import pid_alive
+
     job = store.find(args.job)
+    status = parse_status(job.status)
+    if status in RUNNING:
+        if pid_alive(job.owner_pid):
+            raise CliError(
+                f"job {job.id} is {status.value} in process {job.owner_pid}; press Ctrl+C there "
+                f"(or cancel it in the window) to cancel it"
+            )
+        Runner(store).recover()
+        print(f"job {job.id}: was left {status.value} by a stopped process; now {store.get(job.id).status}",
+              file=sys.stderr)
+        return 0
     Runner(store).cancel_queued(job.id)
     return 0

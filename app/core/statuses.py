@@ -59,11 +59,12 @@ TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     S.CONVERTING: frozenset({S.CONVERTED, S.CONVERT_ERROR, S.UPLOADED}),
     S.CONVERT_ERROR: frozenset({S.UPLOADED}),
     S.CONVERTED: frozenset({S.ANNOTATED}),
-    S.ANNOTATED: frozenset({S.CONVERTED, S.TRAINING_QUEUED}),
+    # ANNOTATED -> SEGMENTING: segmenting with a model from another job, before any training here.
+    S.ANNOTATED: frozenset({S.CONVERTED, S.TRAINING_QUEUED, S.SEGMENTING}),
     S.TRAINING_QUEUED: frozenset({S.TRAINING, *_AFTER_TRAINING}),
     S.TRAINING: frozenset({S.TRAINED, S.TRAINING_QUEUED, *_AFTER_TRAINING}),
     S.TRAINED: frozenset({S.SEGMENTING, S.TRAINING_QUEUED, S.CONVERTED}),
-    S.SEGMENTING: frozenset({S.SEGMENTED, S.SEGMENT_ERROR, *_RESEGMENT_FROM}),
+    S.SEGMENTING: frozenset({S.SEGMENTED, S.SEGMENT_ERROR, S.ANNOTATED, *_RESEGMENT_FROM}),
     S.SEGMENTED: frozenset({S.MESHING_QUEUED, S.TRAINING_QUEUED, S.SEGMENTING, S.DONE, S.CONVERTED}),
     S.SEGMENT_ERROR: frozenset({S.SEGMENTING, S.TRAINING_QUEUED, S.CONVERTED}),
     S.MESHING_QUEUED: frozenset({S.MESHING, S.SEGMENTED, S.MESHED, S.DONE, S.MESH_ERROR}),
@@ -77,6 +78,10 @@ TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
 for _state in list(TRANSITIONS):
     if _state is not S.ERROR:
         TRANSITIONS[_state] = TRANSITIONS[_state] | {S.ERROR}
+
+
+#: Resting states from which a queued segmentation (a Segmentation row) can start.
+SEGMENT_FROM = frozenset(state for state, targets in TRANSITIONS.items() if S.SEGMENTING in targets)
 
 
 class TransitionError(ValueError):

@@ -76,7 +76,8 @@ def guess_kind(paths: Sequence[str | os.PathLike]) -> str:
 def check_sources(kind: str, paths: Sequence[str]) -> str:
     """An empty string when the chosen sources can be imported, else what is wrong."""
     if not paths:
-        return {FOLDER: "Choose a folder of slices.", FILES: "Choose one or more files.", ZIP: "Choose a zip file."}[kind]
+        missing = {FOLDER: "Choose a folder of slices.", FILES: "Choose one or more files.", ZIP: "Choose a zip file."}
+        return missing[kind]
     for text in paths:
         path = Path(text)
         if not path.exists():

@@ -79,7 +79,6 @@ STATIC_SHORTCUTS = (
     ("Annotate", "Ctrl+Z, Ctrl+Shift+Z", "Undo / redo a stroke"),
     ("Annotate", "Space (hold)", "Pan and zoom while painting"),
     ("View", "Left / Right arrow", "Previous / next slice"),
-    ("View", "Ctrl+R", "Reset the view"),
     ("View", "Ctrl+Y", "Toggle 2D / 3D"),
 )
 

@@ -10,8 +10,8 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelInd
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QApplication, QStyle, QStyledItemDelegate, QStyleOptionProgressBar
 
-from app.core.statuses import ERRORS, RUNNING, JobStatus, parse_status
-from app.store.jobs import QUEUED, JobStore
+from app.core.statuses import ERRORS, RUNNING, parse_status
+from app.store.jobs import QUEUED, JobNotFound, JobStore
 from app.store.models import Job
 
 #: Role giving the job id of a row.
@@ -45,12 +45,16 @@ def format_spacing(spacing, unit: str) -> str:
     return f"{text} {unit_label(unit)}".rstrip()
 
 
-def local_time(value: _dt.datetime | None) -> str:
-    """A stored UTC timestamp as local time, to the minute."""
+def local_time(value: _dt.datetime | None, precise: bool = False) -> str:
+    """A stored UTC timestamp as local time: short, or with the date and seconds."""
     if value is None:
         return ""
     local = value.replace(tzinfo=_dt.timezone.utc).astimezone()
-    return local.strftime("%Y-%m-%d %H:%M")
+    if precise:
+        return local.strftime("%Y-%m-%d %H:%M:%S")
+    if local.year == _dt.datetime.now().year:
+        return local.strftime("%d %b %H:%M")
+    return local.strftime("%d %b %Y %H:%M")
 
 
 def is_busy(status: str) -> bool:
@@ -136,6 +140,8 @@ class JobTableModel(QAbstractTableModel):
                 return f"{row.progress * 100:.0f}% {row.progress_message}".strip()
             if col == self.NAME:
                 return f"job {row.id}: {row.name}"
+            if col in (self.SHAPE, self.SPACING):
+                return self._display(row, col) or None
             return None
         if role == Qt.ItemDataRole.ForegroundRole and col == self.STATUS:
             status = parse_status(row.status)
@@ -200,7 +206,10 @@ class JobTableModel(QAbstractTableModel):
     def refresh_job(self, job_id: int) -> None:
         """Re-read one job (after a status change); a new or deleted job resets the table."""
         i = self.row_of(job_id)
-        job = Job.get_or_none(Job.id == job_id)
+        try:
+            job = self.store.get(job_id)
+        except JobNotFound:
+            job = None
         if i is None or job is None:
             self.refresh()
             return

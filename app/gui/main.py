@@ -31,12 +31,13 @@ def run_gui(workspace: str | None, with_sample: bool = False) -> int:
     """Open the workspace's window and run until it closes; returns the exit code."""
     from app.gui.main_window import MainWindow
     from app.gui.pages.base import AppContext
+    from app.gui.settings import Preferences, startup_workspace
     from app.gui.worker import JobScheduler
     from app.store.jobs import JobStore
 
     app = make_application()
     try:
-        store = JobStore(workspace)
+        store = JobStore(startup_workspace(workspace))  # --workspace, $STRATA_HOME, Settings, default
     except Exception as exc:  # noqa: BLE001 - say why in a box, not a traceback
         QMessageBox.critical(None, APP_NAME, f"The workspace {workspace or ''} could not be opened:\n{exc}")
         return 1
@@ -47,9 +48,12 @@ def run_gui(workspace: str | None, with_sample: bool = False) -> int:
             create_sample_job(store)
         except Exception as exc:  # noqa: BLE001 - the window opens anyway
             log.error("the sample job could not be made: %s", exc)
-    scheduler = JobScheduler(store)
+    scheduler = JobScheduler(store, max_threads=Preferences.load().worker_threads)
     window = MainWindow(AppContext(store, scheduler))
     window.show()
+    from app.gui.comfort import install_comfort
+
+    install_comfort(window)  # notifications, Help, Settings, remembered window state
     scheduler.start_queued()
     window.refresh_jobs()
     try:

@@ -12,7 +12,6 @@ from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QThreadPool, QT
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QApplication,
     QDialog,
     QHeaderView,
     QLabel,
@@ -21,6 +20,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QSplitter,
     QStackedWidget,
+    QStyle,
     QTableView,
     QTabWidget,
     QVBoxLayout,
@@ -61,6 +61,10 @@ def app_icon() -> QIcon:
     return icon
 
 
+def _capitalized(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 class _BrokenPage(JobPage):
     """Stands in for a page that failed to load, so the window still opens."""
 
@@ -91,8 +95,9 @@ class MainWindow(QMainWindow):
         self._shown_page: JobPage | None = None
         self._closing = False
         self._sample_running = False
+        self._progress_text: dict[int, str] = {}
 
-        self.setWindowTitle("Strata")
+        self.setWindowTitle(f"Strata — {self.store.workspace.root}")
         self.setWindowIcon(app_icon())
         self.setAcceptDrops(True)
         self.resize(1500, 920)
@@ -110,7 +115,7 @@ class MainWindow(QMainWindow):
         splitter.addWidget(self.right_stack)
         splitter.setStretchFactor(0, 0)
         splitter.setStretchFactor(1, 1)
-        splitter.setSizes([700, 800])
+        self._sized = False
         splitter.setChildrenCollapsible(False)
         self.splitter = splitter
         self.setCentralWidget(splitter)
@@ -149,13 +154,37 @@ class MainWindow(QMainWindow):
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setHighlightSections(False)
         header.setStretchLastSection(True)
-        widths = (170, 105, 80, 120, 60, 130, 120, 120)
-        for column, width in enumerate(widths):
-            view.setColumnWidth(column, width)
+        self._fit_columns(view)
         view.selectionModel().currentRowChanged.connect(self._on_current_row_changed)
         self.model.modelReset.connect(self._restore_selection)
         view.setMinimumWidth(360)
         self.job_view = view
+
+    #: Text each column must fit without eliding (typical widest values).
+    COLUMN_SAMPLES = (
+        "Shell (micro-CT) 2",
+        "Training queued",
+        "Progress",
+        "1024 × 2048 × 2048",
+        "float32",
+        "0.5 × 0.5 × 0.5 µm",
+        "03 Dec 17:44",
+        "03 Dec 17:44",
+    )
+
+    def _fit_columns(self, view: QTableView) -> None:
+        """Columns wide enough for typical values and their headers."""
+        metrics = view.fontMetrics()
+        header_metrics = view.horizontalHeader().fontMetrics()
+        for column, sample in enumerate(self.COLUMN_SAMPLES):
+            title = JobTableModel.COLUMNS[column]
+            width = max(metrics.horizontalAdvance(sample), header_metrics.horizontalAdvance(title) + 8) + 12
+            view.setColumnWidth(column, width)
+
+    def preferred_list_width(self) -> int:
+        """Width of the job list showing every column."""
+        view = self.job_view
+        return sum(view.columnWidth(c) for c in range(len(JobTableModel.COLUMNS))) + view.frameWidth() * 2 + 2
 
     def _build_pages(self) -> None:
         self.tabs = QTabWidget()
@@ -209,8 +238,6 @@ class MainWindow(QMainWindow):
 
     def _build_actions(self) -> None:
         style = self.style()
-        from PySide6.QtWidgets import QStyle
-
         self.new_action = self._action(
             "&New job…", self.new_job, [QKeySequence.StandardKey.New], "Load a folder of slices, files or a zip"
         )
@@ -220,12 +247,18 @@ class MainWindow(QMainWindow):
         )
         self.sample_action.setIcon(style.standardIcon(QStyle.StandardPixmap.SP_DialogOpenButton))
         self.rename_action = self._action("&Rename…", self.rename_job, ["F2"], "Rename the selected job")
+        self.rename_action.setIcon(
+            QIcon.fromTheme("edit-rename", style.standardIcon(QStyle.StandardPixmap.SP_FileDialogDetailedView))
+        )
         self.delete_action = self._action(
             "&Delete…", self.delete_job, [QKeySequence.StandardKey.Delete], "Delete the selected job and its files"
         )
         self.delete_action.setIcon(style.standardIcon(QStyle.StandardPixmap.SP_TrashIcon))
         self.cancel_action = self._action(
-            "&Cancel work", self.cancel_job, ["Esc", "Ctrl+."], "Cancel the work running on the selected job"
+            "&Cancel work",
+            self.cancel_job,
+            ["Ctrl+."],
+            "Cancel the work running on the selected job (Esc in the job list)",
         )
         self.cancel_action.setIcon(style.standardIcon(QStyle.StandardPixmap.SP_BrowserStop))
         self.retry_action = self._action(
@@ -237,11 +270,18 @@ class MainWindow(QMainWindow):
             self.removeAction(action)
             action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
             self.job_view.addAction(action)
+        # Esc cancels too, but only in the job list and the Overview: elsewhere (a viewer) it means other things.
+        self.cancel_key_action = QAction("Cancel work", self)
+        self.cancel_key_action.setShortcut(QKeySequence("Esc"))
+        self.cancel_key_action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.cancel_key_action.triggered.connect(self.cancel_job)
+        self.job_view.addAction(self.cancel_key_action)
+        if "Overview" in self.pages:
+            self.pages["Overview"].addAction(self.cancel_key_action)
         self.quit_action = self._action("&Quit", self.close, [QKeySequence.StandardKey.Quit], "Quit Strata")
         self.about_action = self._action("&About Strata", self._about)
 
     def _build_menus_and_toolbar(self) -> None:
-        bar = self.menuBar()
         self.menus: dict[str, QMenu] = {}
         file_menu = self._menu("&File")
         file_menu.addActions([self.new_action, self.sample_action])
@@ -251,10 +291,8 @@ class MainWindow(QMainWindow):
         job_menu.addActions([self.rename_action, self.delete_action])
         job_menu.addSeparator()
         job_menu.addActions([self.cancel_action, self.retry_action])
-        self._menu("&View")
         help_menu = self._menu("&Help")
         help_menu.addAction(self.about_action)
-        del bar
 
         toolbar = self.addToolBar("Jobs")
         toolbar.setObjectName("jobsToolbar")
@@ -306,7 +344,7 @@ class MainWindow(QMainWindow):
         return page
 
     def add_menu_action(self, menu_name: str, action: QAction) -> QAction:
-        """Add an action to a menu ("File", "Job", "View", "Help" or a new one)."""
+        """Add an action to a menu ("File", "Job", "Help", or a new one made before Help)."""
         self._menu(menu_name).addAction(action)
         if not action.parent():
             action.setParent(self)
@@ -411,7 +449,7 @@ class MainWindow(QMainWindow):
             return None
         job = self.store.get(job_id)
         if self.scheduler.is_running(job_id):
-            self.status_message(f"Job {job_id} is being worked on: cancel it first (Esc), then delete it.")
+            self.status_message(f"Job {job_id} is being worked on: cancel it first (Ctrl+.), then delete it.")
             return None
         folder = self.store.workspace.job_dir(job_id)
         box = QMessageBox(
@@ -495,7 +533,6 @@ class MainWindow(QMainWindow):
             event.acceptProposedAction()
 
     def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
-        print("DROP", event.mimeData().urls())
         paths = self._dropped_paths(event.mimeData())
         if not paths:
             event.ignore()
@@ -514,6 +551,13 @@ class MainWindow(QMainWindow):
         return [url.toLocalFile() for url in urls]
 
     # -- window ---------------------------------------------------------------------------
+    def showEvent(self, event) -> None:  # noqa: N802
+        super().showEvent(event)
+        if not self._sized:  # split once the real width is known: all columns, pages the rest
+            self._sized = True
+            pages_width = max(700, self.width() - self.preferred_list_width())
+            self.splitter.setSizes([self.width() - pages_width, pages_width])
+
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         running = self.scheduler.running_jobs()
         if running and not self._closing:
@@ -608,8 +652,7 @@ class MainWindow(QMainWindow):
         self.delete_action.setEnabled(has and not running)
         self.cancel_action.setEnabled(bool(running or (status in QUEUED if status else False)))
         self.retry_action.setEnabled(bool(status in RETRY_FROM if status else False) and not running)
-        count = len(self.scheduler.running_jobs())
-        self.activity_label.setText(f"Working on {count} job{'s' if count != 1 else ''}" if count else "Idle")
+        self._show_activity()
 
     def _job_name(self, job_id: int) -> str:
         row = self.model.job_row(job_id)
@@ -621,18 +664,35 @@ class MainWindow(QMainWindow):
             self.refresh_jobs()
         status = parse_status(new)
         if status not in ERRORS:
-            self.status_message(f"{self._job_name(job_id).capitalize()}: {status_label(new).lower()}")
+            self.status_message(f"{_capitalized(self._job_name(job_id))}: {status_label(new).lower()}")
         self._update_actions()
 
     @Slot(int, float, str)
     def _on_progress(self, job_id: int, fraction: float, message: str) -> None:
-        if job_id == self._current_job:
-            text = f"{self._job_name(job_id).capitalize()}: {fraction * 100:.0f}% {message}".rstrip()
-            self.statusBar().showMessage(text, 4000)
+        text = f"{_capitalized(self._job_name(job_id))}: {fraction * 100:.0f}% {message}"
+        self._progress_text[job_id] = text.rstrip()
+        self._show_activity()
+
+    def _show_activity(self) -> None:
+        """Progress in the permanent part of the status bar, so messages on the left stay readable."""
+        running = self.scheduler.running_jobs()
+        for job_id in list(self._progress_text):
+            if job_id not in running:
+                del self._progress_text[job_id]
+        if not running:
+            self.activity_label.setText("Idle")
+            return
+        shown = self._current_job if self._current_job in self._progress_text else next(iter(self._progress_text), None)
+        text = self._progress_text.get(shown, "") if shown is not None else ""
+        others = len(running) - (1 if text else 0)
+        jobs = f"{others} job{'s' if others > 1 else ''}"
+        if others:
+            text = f"{text}  (+{jobs} more)" if text else f"Working on {jobs}"
+        self.activity_label.setText(text[:100])
 
     @Slot(int, str)
     def _on_failed(self, job_id: int, message: str) -> None:
-        self.status_message(f"{self._job_name(job_id).capitalize()} failed: {message}", 15000)
+        self.status_message(f"{_capitalized(self._job_name(job_id))} failed: {message}", 15000)
 
     @Slot(int)
     def _on_finished(self, job_id: int) -> None:

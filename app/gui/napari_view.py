@@ -23,12 +23,59 @@ TOOL_MODES = {"paint": "paint", "erase": "erase", "fill": "fill", "pan": "pan_zo
 def robust_contrast(data: np.ndarray, low: float = 0.5, high: float = 99.5) -> tuple[float, float]:
     """Contrast limits from percentiles of ``data`` (a coarse level), never empty."""
     sample = np.asarray(data).ravel()
-    if sample.size > 4_000_000:
-        sample = sample[:: sample.size // 4_000_000 + 1]
+    if sample.size > 1_000_000:  # a strided sample is plenty for percentiles
+        sample = sample[:: sample.size // 1_000_000 + 1]
     lo, hi = (float(v) for v in np.percentile(sample, [low, high]))
     if hi <= lo:
         hi = lo + 1.0
     return lo, hi
+
+
+class LazyLevel:
+    """A read-on-demand view of a chunked array for napari's multiscale slicing.
+
+    napari first crops the displayed axes of a level with slices and only then
+    picks the slice; on a zarr array the crop alone would read the whole crop
+    of every slice. Slicing this view only narrows a box; a key with an
+    integer (or ``np.asarray``) reads the box from disk.
+    """
+
+    def __init__(self, array: Any, box: tuple[slice, ...] | None = None) -> None:
+        self.array = array
+        self.box = box or tuple(slice(0, int(s)) for s in array.shape)
+        self.dtype = np.dtype(array.dtype)
+        self.shape = tuple(b.stop - b.start for b in self.box)
+        self.ndim = len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key):
+        if not isinstance(key, tuple):
+            key = (key,)
+        key = key + (slice(None),) * (self.ndim - len(key))
+        box, read = [], False
+        for k, b, size in zip(key, self.box, self.shape):
+            if isinstance(k, slice):
+                start, stop, step = k.indices(size)
+                if step != 1:
+                    return np.asarray(self)[key]
+                box.append(slice(b.start + start, b.start + max(start, stop)))
+            else:
+                i = int(k) + (size if int(k) < 0 else 0)
+                box.append(b.start + i)
+                read = True
+        if read:
+            return np.asarray(self.array[tuple(box)])
+        return LazyLevel(self.array, tuple(box))
+
+    def __array__(self, dtype=None, copy=None):
+        data = np.asarray(self.array[self.box])
+        return data if dtype is None else data.astype(dtype)
 
 
 def _label_colormap(colors: Mapping[int, str]):
@@ -64,14 +111,47 @@ class VolumeView(QWidget):
         self._colors: dict[int, str] = {}
         self.spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
         self.shape: tuple[int, int, int] | None = None
-        self._coarse_source = None
         self.viewer.dims.events.current_step.connect(self._on_step)
         self.viewer.dims.events.order.connect(self._on_step)
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Create the image and labels layers once, hidden, and reuse them for every job.
+
+        Opening a job then only swaps their data: no new layer controls or GL
+        visuals, so the first slice shows quickly. Reuse also avoids removing a
+        Labels layer, whose brush overlay visual napari 0.9 leaves behind (the
+        next draw crashed llvmpipe), and keeps the viewer 3D between jobs.
+        """
+        self.image_layer = self.viewer.add_image(
+            self._parked_levels(), multiscale=True, name="volume", visible=False,
+            contrast_limits=[0, 1], colormap="gray", interpolation2d="nearest",
+        )
+        self.labels_layer = self.viewer.add_labels(
+            np.zeros((1, 1, 1), np.uint8), name="annotations", opacity=0.6, visible=False,
+        )
+        self.labels_layer.mode = "pan_zoom"
+        # one event per finished stroke (on mouse release) and per undo/redo
+        self.labels_layer.events.paint.connect(self._on_paint)
+        self.labels_layer.undo = self.undo  # napari's own Ctrl+Z binding calls layer.undo()
+        self.labels_layer.redo = self.redo
+        self.viewer.dims.axis_labels = ("z", "y", "x")
+        # Create the brush overlay now (its visuals take a moment).
+        self.labels_layer.mode = "paint"
+        self.labels_layer.mode = "pan_zoom"
+
+    @staticmethod
+    def _parked_levels() -> list["LazyLevel"]:
+        return [LazyLevel(np.zeros((2, 2, 2), np.uint8)), LazyLevel(np.zeros((1, 1, 1), np.uint8))]
 
     # -- volume -------------------------------------------------------------
     def show_volume(self, levels: Sequence[Any], spacing: Sequence[float], contrast: tuple[float, float] | None = None,
-                    name: str = "volume") -> tuple[float, float]:
-        """Show ``levels`` (level 0 first) lazily; returns the contrast limits used."""
+                    name: str = "volume", reveal: bool = True) -> tuple[float, float]:
+        """Show ``levels`` (level 0 first) lazily; returns the contrast limits used.
+
+        With ``reveal=False`` the image stays hidden until :meth:`reveal` (set the
+        labels first, so that napari slices and draws the volume only once).
+        """
         self.clear()
         self.spacing = tuple(float(s) for s in spacing)  # type: ignore[assignment]
         self.shape = tuple(int(s) for s in levels[0].shape)  # type: ignore[assignment]
@@ -83,29 +163,42 @@ class VolumeView(QWidget):
             full = (float(min(info.min, contrast[0])), float(max(info.max, contrast[1])))
         else:
             full = (min(contrast[0], float(np.min(levels[-1][...]))), max(contrast[1], float(np.max(levels[-1][...]))))
-        multiscale = len(levels) > 1
-        data = list(levels) if multiscale else levels[0]
-        self.image_layer = self.viewer.add_image(
-            data, multiscale=multiscale, name=name, scale=self.spacing,
-            contrast_limits=list(contrast), colormap="gray", interpolation2d="nearest",
-        )
-        self.image_layer.contrast_limits_range = list(full)
-        self.image_layer.contrast_limits = list(contrast)
+        # The layer stays hidden until the camera fits the volume: napari slices a
+        # visible layer at once, at full resolution (a whole level-0 slice of a huge volume).
+        layer = self.image_layer
+        layer.visible = False
+        layer.data = [LazyLevel(level) for level in levels]
+        layer.name = name
+        layer.scale = self.spacing
+        layer.contrast_limits_range = list(full)
+        layer.contrast_limits = list(contrast)
         self.set_plane(0)
-        middle = self.shape[0] // 2
-        self.go_to(0, middle)
+        self.go_to(0, self.shape[0] // 2)
         self.viewer.reset_view()
+        if reveal:
+            self.reveal()
         return contrast
 
+    def reveal(self) -> None:
+        """Make the volume visible (napari reads its first slice now)."""
+        if self.shape is not None:
+            self.image_layer.visible = True
+
     def clear(self) -> None:
-        """Remove every layer."""
-        self.viewer.layers.clear()
-        self.image_layer = self.labels_layer = self.labels_3d = None
-        self.overlays.clear()
-        self._buffer = None
-        self.shape = None
+        """Remove overlays; hide and empty the volume and labels layers (kept for reuse)."""
+        for name in list(self.overlays):
+            self.remove_overlay(name)
         if self.viewer.dims.ndisplay != 2:
             self.viewer.dims.ndisplay = 2
+        for layer in (self.labels_layer, self.labels_3d):
+            if layer is not None and layer.data.shape != (1, 1, 1):
+                self._park_labels(layer)
+        self._buffer = None
+        if self.image_layer.visible or self.shape is not None:
+            self.image_layer.visible = False
+            self.image_layer.data = self._parked_levels()
+            self.image_layer.scale = (1.0, 1.0, 1.0)
+        self.shape = None
 
     @property
     def contrast(self) -> tuple[float, float]:
@@ -152,15 +245,19 @@ class VolumeView(QWidget):
         on = bool(on)
         if on == self.is_3d:
             return
-        if self.labels_layer is not None:
-            # the full-resolution labels are never rendered in 3D (it would load them whole)
-            self.labels_layer.visible = not on
+        # The full-resolution labels are never shown in 3D (napari would read them whole):
+        # hide them before the switch to 3D, show them only after the switch back.
         if on:
+            if self.labels_layer is not None:
+                self.labels_layer.visible = False
             self._show_coarse_labels()
-        elif self.labels_3d is not None:
-            self.viewer.layers.remove(self.labels_3d)
-            self.labels_3d = None
-        self.viewer.dims.ndisplay = 3 if on else 2
+            self.viewer.dims.ndisplay = 3
+            return
+        if self.labels_3d is not None:
+            self._park_labels(self.labels_3d)
+        self.viewer.dims.ndisplay = 2
+        if self.labels_layer is not None and self._buffer is not None:
+            self.labels_layer.visible = True
 
     @property
     def is_3d(self) -> bool:
@@ -172,14 +269,21 @@ class VolumeView(QWidget):
         from app.pipeline.annotations import coarse_labels
 
         labels, factor = coarse_labels(self._buffer.array)
-        if self.labels_3d is not None:
-            self.viewer.layers.remove(self.labels_3d)
         scale = [s * factor for s in self.spacing]
         translate = [(factor - 1) * s / 2 for s in self.spacing]
-        self.labels_3d = self.viewer.add_labels(
-            labels, name="annotations (3D)", scale=scale, translate=translate, opacity=0.8,
-            colormap=_label_colormap(self._colors),
-        )
+        if self.labels_3d is None:
+            self.labels_3d = self.viewer.add_labels(
+                labels, name="annotations (3D)", scale=scale, translate=translate, opacity=0.8,
+                colormap=_label_colormap(self._colors),
+            )
+            self.labels_3d.mode = "pan_zoom"
+        else:
+            layer = self.labels_3d
+            layer.data = labels
+            layer.scale, layer.translate = scale, translate
+            layer.colormap = _label_colormap(self._colors)
+            layer.visible = True
+            layer.refresh()
 
     def _on_step(self, event=None) -> None:
         if self.shape is None:
@@ -190,24 +294,33 @@ class VolumeView(QWidget):
     # -- annotations --------------------------------------------------------
     def set_labels(self, buffer, colors: Mapping[int, str]) -> None:
         """Show (and edit) the annotations through ``buffer`` (an AnnotationBuffer)."""
-        if self.labels_layer is not None:
-            self.viewer.layers.remove(self.labels_layer)
         self._buffer = buffer
         self._colors = dict(colors)
-        layer = self.viewer.add_labels(
-            buffer, name="annotations", scale=self.spacing, opacity=0.6,
-            colormap=_label_colormap(self._colors),
-        )
+        layer = self.labels_layer
+        layer.data = buffer
+        layer.scale = self.spacing
+        layer.translate = (0.0, 0.0, 0.0)
+        layer.colormap = _label_colormap(self._colors)
+        layer._reset_history()
+        layer.visible = True
+        layers = self.viewer.layers
+        if layers.index(layer) != len(layers) - 1:
+            layers.move(layers.index(layer), len(layers))
         layer.n_edit_dimensions = 2
         layer.contiguous = True
         layer.preserve_labels = False
         layer.brush_size = 10
-        # one event per finished stroke (on mouse release) and per undo/redo
-        layer.events.paint.connect(self._on_paint)
-        layer.undo = self.undo  # napari's own Ctrl+Z binding calls layer.undo()
-        layer.redo = self.redo
         self.labels_layer = layer
         self.viewer.layers.selection.active = layer
+
+    def _park_labels(self, layer) -> None:
+        """Hide a labels layer and drop its data (kept for reuse, see :meth:`clear`)."""
+        layer.mode = "pan_zoom"
+        layer.visible = False
+        layer.data = np.zeros((1, 1, 1), np.uint8)
+        layer._reset_history()
+        if layer is self.labels_layer:
+            self._buffer = None
 
     def _on_paint(self, event=None) -> None:
         self.labels_edited.emit()
@@ -287,6 +400,8 @@ class VolumeView(QWidget):
             first = data
         elif self.shape is not None and tuple(first.shape) != self.shape:
             scale = [sp * full / part for sp, full, part in zip(self.spacing, self.shape, first.shape)]
+        if multiscale:
+            data = [LazyLevel(level) for level in data]
         kwargs = dict(name=name, scale=scale, translate=translate, opacity=float(opacity), visible=bool(visible))
         if np.issubdtype(np.dtype(first.dtype), np.integer):
             cmap = _label_colormap(colors if isinstance(colors, Mapping) else self._colors)
@@ -305,9 +420,20 @@ class VolumeView(QWidget):
     def remove_overlay(self, name: str) -> None:
         layer = self.overlays.pop(name, None)
         if layer is not None and layer in self.viewer.layers:
+            if hasattr(layer, "brush_size"):  # a Labels layer: switch its brush overlay off first
+                layer.mode = "pan_zoom"
+                layer.visible = False
             self.viewer.layers.remove(layer)
 
     # -- rendering ----------------------------------------------------------
+    def focus_canvas(self) -> None:
+        """Give the keyboard focus to the canvas (where the user paints)."""
+        self._qt_viewer.canvas.native.setFocus()
+
+    def canvas_widget(self) -> QWidget:
+        """The Qt widget of the canvas (for mouse and key events)."""
+        return self._qt_viewer.canvas.native
+
     def screenshot(self) -> np.ndarray:
         """Render the canvas now and return it as an RGBA array."""
         return self.viewer.screenshot(canvas_only=True, flash=False)

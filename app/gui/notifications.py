@@ -45,6 +45,16 @@ DONE_WORDS = {
     JobStatus.DONE: "done",
 }
 
+#: What the user can do next, when the stage left no message of its own.
+NEXT_STEPS = {
+    JobStatus.UPLOADED: "Imported; conversion follows.",
+    JobStatus.CONVERTED: "Next: paint a few strokes of each material on the Annotate page.",
+    JobStatus.TRAINED: "The model is ready; segmentation follows.",
+    JobStatus.SEGMENTED: "Next: check the segmentation, then build the meshes.",
+    JobStatus.MESHED: "The meshes are ready to view and export.",
+    JobStatus.DONE: "Everything is done; export what you need.",
+}
+
 
 @dataclass(frozen=True)
 class Notification:
@@ -70,7 +80,8 @@ def describe_outcome(store: JobStore, job_id: int, failure: str | None = None) -
     if (job.message or "").endswith("cancelled"):
         return Notification(job_id, INFO, f"{name}: cancelled", f"{job.message}; the job is back to {status.value}")
     word = DONE_WORDS.get(status, status.value.replace("_", " "))
-    return Notification(job_id, SUCCESS, f"{name} is {word}", job.message or "finished")
+    message = job.message if job.message and job.message.strip().lower() != word else ""
+    return Notification(job_id, SUCCESS, f"{name} is {word}", message or NEXT_STEPS.get(status, "finished"))
 
 
 class JobNotifier(QObject):

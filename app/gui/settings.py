@@ -65,7 +65,7 @@ class Preferences:
     #: Smoothing strength, 0 (off) to 1.
     mesh_smoothing: float = 0.5
     #: Fraction of triangles kept by decimation, 1.0 keeps all.
-    mesh_decimation: float = 0.3
+    mesh_decimation: float = 0.25
 
     @classmethod
     def load(cls, settings: QSettings | None = None) -> "Preferences":
@@ -172,6 +172,11 @@ class SettingsDialog(QDialog):
 
         form = QFormLayout()
         form.addRow("Workspace folder", row)
+        if os.environ.get("STRATA_HOME"):
+            env_note = QLabel("STRATA_HOME is set: it chooses the workspace at start-up, before this setting.")
+            env_note.setWordWrap(True)
+            env_note.setStyleSheet("color: palette(mid);")
+            form.addRow("", env_note)
         form.addRow("Worker threads", self.threads)
         form.addRow("Default model", self.model_kind)
         form.addRow("Mesh smoothing", self.smoothing)

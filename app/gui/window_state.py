@@ -1,4 +1,4 @@
-"""The main window remembers its size, splitter positions and last open job (QSettings).
+"""The main window remembers its size, splitter positions, last open job and page (QSettings).
 
 :func:`attach_window_state` restores what was saved and saves again when the
 window closes. The last job is kept per workspace folder, so switching
@@ -55,6 +55,9 @@ class WindowState(QObject):
             s.setValue("window/state", self.window.saveState())
         for key, splitter in _splitter_keys(self.window).items():
             s.setValue(f"window/splitters/{key}", splitter.saveState())
+        page = self.current_page()
+        if page:
+            s.setValue("window/page", page)
         job_key = self._job_key()
         current = getattr(self.window, "current_job_id", None)
         if job_key and callable(current):
@@ -79,6 +82,22 @@ class WindowState(QObject):
             if isinstance(saved, QByteArray) and not saved.isEmpty():
                 splitter.restoreState(saved)
         return isinstance(geometry, QByteArray)
+
+    def current_page(self) -> str | None:
+        """Title of the job page in front (windows with ``pages`` and ``show_page``)."""
+        for title, page in (getattr(self.window, "pages", None) or {}).items():
+            if page.isVisibleTo(self.window):
+                return title
+        return None
+
+    def restore_page(self) -> str | None:
+        """Bring the page that was in front last time to the front again."""
+        title = self.settings.value("window/page")
+        show = getattr(self.window, "show_page", None)
+        if not title or not callable(show) or title not in (getattr(self.window, "pages", None) or {}):
+            return None
+        show(str(title))
+        return str(title)
 
     def last_job(self) -> int | None:
         job_key = self._job_key()
@@ -108,8 +127,11 @@ class WindowState(QObject):
         return job_id
 
     def restore(self) -> int | None:
+        """Layout, last job and front page; returns the job id selected, if any."""
         self.restore_layout()
-        return self.restore_job()
+        job_id = self.restore_job()
+        self.restore_page()
+        return job_id
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
         if watched is self.window and event.type() == QEvent.Type.Close:

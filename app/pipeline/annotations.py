@@ -255,6 +255,8 @@ class AnnotationBuffer:
         self.stats = stats if stats is not None else AnnotationStats.scan(array)
         self._edited: dict[tuple[int, int, int], np.ndarray] = {}
         self._original: dict[tuple[int, int, int], np.ndarray] = {}
+        #: Chunks on disk: reads touch only these (a missing chunk costs zarr a lookup each).
+        self._stored: set[tuple[int, int, int]] = set(stored_chunks(array))
 
     @property
     def size(self) -> int:
@@ -321,15 +323,26 @@ class AnnotationBuffer:
 
     def __getitem__(self, key) -> np.ndarray:
         box, dropped = self._normalize(key)
-        data = np.asarray(self.array[tuple(box)])
-        if self._edited:
-            for index in self._chunks_in(box):
-                block = self._edited.get(index)
-                if block is None:
-                    continue
-                hit = self._overlap(box, chunk_selection(self.array, index))
-                if hit is not None:
-                    data[hit[0]] = block[hit[1]]
+        indices = list(self._chunks_in(box))
+        stored = sum(1 for index in indices if index in self._stored)
+        if stored > 8:  # many painted chunks: one batched (concurrent) zarr read is faster
+            data = np.asarray(self.array[tuple(box)])
+            indices = [index for index in indices if index in self._edited]
+        else:  # mostly unpainted: read only the painted chunks, skip zarr's lookups of the others
+            data = np.zeros(tuple(b.stop - b.start for b in box), DTYPE)
+        for index in indices:
+            block = self._edited.get(index)
+            if block is None and index not in self._stored:
+                continue
+            region = chunk_selection(self.array, index)
+            hit = self._overlap(box, region)
+            if hit is None:
+                continue
+            if block is not None:
+                data[hit[0]] = block[hit[1]]
+            else:
+                part = tuple(slice(r.start + h.start, r.start + h.stop) for r, h in zip(region, hit[1]))
+                data[hit[0]] = self.array[part]
         if dropped:
             data = data[tuple(0 if a in dropped else slice(None) for a in range(3))]
         return data
@@ -366,6 +379,10 @@ class AnnotationBuffer:
                 continue
             region = chunk_selection(self.array, index)
             self.array[region] = block
+            if block.any():
+                self._stored.add(index)
+            else:
+                self._stored.discard(index)
             self.stats.add(region, original, -1)
             self.stats.add(region, block, +1)
             changed.append(region)
@@ -379,6 +396,7 @@ class AnnotationBuffer:
     def reload(self) -> None:
         """Forget unflushed edits and recount (after the array changed on disk)."""
         self.discard()
+        self._stored = set(stored_chunks(self.array))
         self.stats = AnnotationStats.scan(self.array)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -27,6 +28,8 @@ from app.pipeline.sources import ScanSource
 from app.pipeline.volume import CHUNK, Volume, create_volume, downsample2, level_shapes, open_volume
 
 PARTIAL_SUFFIX = ".partial"
+#: Compressed chunks smaller than this may be all zeros (checked, then not written).
+TINY_CHUNK = 4096
 
 
 def encode_threads() -> int:
@@ -52,6 +55,7 @@ class ChunkWriter:
         self.pool = pool
         self.codec = _blosc()
         self.grid = tuple(-(-s // c) for s, c in zip(self.shape, self.chunks))
+        self._local = threading.local()
 
     def write_row(self, z_index: int, block: np.ndarray) -> list[Future]:
         """Queue the chunks of row ``z_index`` (``block`` holds its slices); returns futures."""
@@ -60,6 +64,14 @@ class ChunkWriter:
             (self.dir / "c" / str(z_index) / str(y_index)).mkdir(parents=True, exist_ok=True)
         return [self.pool.submit(self._write_strip, z_index, y_index, block) for y_index in range(self.grid[1])]
 
+    def _buffer(self) -> np.ndarray:
+        """This thread's reusable chunk buffer (little-endian, C order): no allocation per chunk."""
+        buffer = getattr(self._local, "buffer", None)
+        if buffer is None:
+            buffer = np.empty(self.chunks, dtype=self.dtype.newbyteorder("<"))
+            self._local.buffer = buffer
+        return buffer
+
     def _write_strip(self, z_index: int, y_index: int, block: np.ndarray) -> None:
         cz, cy, cx = self.chunks
         y0 = y_index * cy
@@ -67,13 +79,15 @@ class ChunkWriter:
         for x_index in range(self.grid[2]):
             x0 = x_index * cx
             part = block[:, y0 : y0 + cy, x0 : x0 + cx]
-            if not part.any():
-                continue  # an empty chunk reads back as the fill value (0), as zarr does
+            chunk = self._buffer()
             if part.shape != (cz, cy, cx):
-                full = np.zeros((cz, cy, cx), dtype=self.dtype)
-                full[: part.shape[0], : part.shape[1], : part.shape[2]] = part
-                part = full
-            data = self.codec.encode(np.ascontiguousarray(part, dtype=self.dtype.newbyteorder("<")))
+                chunk.fill(0)  # edge chunks are stored whole, padded with the fill value
+                chunk[: part.shape[0], : part.shape[1], : part.shape[2]] = part
+            else:
+                np.copyto(chunk, part)
+            data = self.codec.encode(chunk)
+            if len(data) < TINY_CHUNK and not chunk.any():
+                continue  # an empty chunk reads back as the fill value (0), as zarr does
             with open(folder / str(x_index), "wb") as handle:
                 handle.write(data)
 
@@ -111,14 +125,33 @@ class _Level:
         return head
 
 
+class ZarrRowWriter(ChunkWriter):
+    """The same rows written through zarr-python (``array[z0:z1] = row``), for comparison."""
+
+    def write_row(self, z_index: int, block: np.ndarray) -> list[Future]:
+        import zarr
+
+        array = zarr.open_array(str(self.dir), mode="r+")
+        z0 = z_index * self.chunks[0]
+
+        def store() -> None:
+            array[z0 : z0 + len(block)] = block
+
+        return [self.pool.submit(store)]
+
+
+WRITERS = {"chunks": ChunkWriter, "zarr": ZarrRowWriter}
+
+
 class PyramidWriter:
     """Feeds slabs into level 0 and, downsampled, into every coarser level."""
 
     def __init__(self, root: Path, shapes: list[tuple[int, ...]], chunks: list[tuple[int, ...]], dtype,
-                 pool: ThreadPoolExecutor) -> None:
+                 pool: ThreadPoolExecutor, writer: str = "chunks") -> None:
         self.pool = pool
+        kind = WRITERS[writer]
         self.levels = [
-            _Level(ChunkWriter(root / str(i), shp, chk, dtype, pool)) for i, (shp, chk) in enumerate(zip(shapes, chunks))
+            _Level(kind(root / str(i), shp, chk, dtype, pool)) for i, (shp, chk) in enumerate(zip(shapes, chunks))
         ]
         self.futures: list[Future] = []
 
@@ -161,8 +194,13 @@ def convert_source(
     ctx: ProgressContext | None = None,
     read_threads: int | None = None,
     write_threads: int | None = None,
+    writer: str = "chunks",
 ) -> Volume:
-    """Convert ``source`` into the multiscale volume ``dest`` (replaced only on success)."""
+    """Convert ``source`` into the multiscale volume ``dest`` (replaced only on success).
+
+    ``writer`` is "chunks" (compressed chunk files written in parallel threads)
+    or "zarr" (zarr-python's own writes; slower, kept for the benchmark).
+    """
     ctx = ctx or ProgressContext()
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -179,7 +217,7 @@ def convert_source(
     pyramid: PyramidWriter | None = None
     try:
         create_volume(tmp, shape, dtype, spacing, unit)
-        pyramid = PyramidWriter(tmp, shapes, chunks, dtype, pool)
+        pyramid = PyramidWriter(tmp, shapes, chunks, dtype, pool, writer)
         depth = shape[0]
         slab = chunks[0][0]
         bounds = [(z, min(z + slab, depth)) for z in range(0, depth, slab)]
@@ -188,9 +226,9 @@ def convert_source(
         for index, (z0, z1) in enumerate(bounds):
             ctx.check_cancelled()
             block = pending.result()
+            pyramid.drain()  # the previous slab's chunks are written: at most two slabs in memory
             if index + 1 < len(bounds):
                 pending = prefetch.submit(reader.read_slab, *bounds[index + 1])
-            pyramid.drain()  # the previous slab's chunks: at most two slabs in memory
             pyramid.feed(0, block, final=index + 1 == len(bounds))
             ctx.report(z1 / depth * 0.99, f"slice {z1} of {depth}")
         pyramid.drain()

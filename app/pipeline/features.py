@@ -162,19 +162,22 @@ class _Filters:
 
     @staticmethod
     def conv_axis(t, k, axis: int):
-        """Valid 1D convolution of (N, D, H, W) along axis 0 (D), 1 (H) or 2 (W), as a conv2d."""
+        """Valid 1D convolution of (N, D, H, W) along axis 0 (D), 1 (H) or 2 (W).
+
+        Done as a depthwise conv2d (one group per plane), which is an order of
+        magnitude faster on CPUs than a one-channel convolution.
+        """
         import torch.nn.functional as F
 
         n, d, h, w = t.shape
         size = k.numel()
         if axis == 0:
-            out = F.conv2d(t.reshape(n, 1, d, h * w), k.view(1, 1, size, 1))
+            out = F.conv2d(t.reshape(1, n, d, h * w), k.view(1, 1, size, 1).expand(n, 1, size, 1), groups=n)
             return out.reshape(n, d - size + 1, h, w)
-        if axis == 1:
-            out = F.conv2d(t.reshape(n * d, 1, h, w), k.view(1, 1, size, 1))
-            return out.reshape(n, d, h - size + 1, w)
-        out = F.conv2d(t.reshape(n * d, 1, h, w), k.view(1, 1, 1, size))
-        return out.reshape(n, d, h, w - size + 1)
+        c = n * d
+        shape = (1, 1, size, 1) if axis == 1 else (1, 1, 1, size)
+        out = F.conv2d(t.reshape(1, c, h, w), k.view(shape).expand(c, *shape[1:]), groups=c)
+        return out.reshape(n, d, *out.shape[-2:])
 
     @staticmethod
     def diff(t, axis: int):

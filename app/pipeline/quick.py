@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -21,8 +22,11 @@ from app.pipeline.features import FeatureSpec, compute_features, intensity_range
 from app.pipeline.metrics import accuracy, confusion, scores
 from app.pipeline.training_data import Paint, check_paint, paint_features, sample_balanced, slice_folds
 
+# scikit-learn warns when a forest predicts from a thread it did not configure (our block workers)
+warnings.filterwarnings("ignore", message=r"`sklearn.utils.parallel.delayed` should be used")
+
 #: Rows per predict call: large enough to amortise the forest's overhead.
-PREDICT_BATCH = 1 << 20
+PREDICT_BATCH = 1 << 18
 
 
 def cpu_count() -> int:
@@ -38,8 +42,8 @@ class QuickParams:
 
     scales: tuple[float, ...] = FeatureSpec().scales
     mode: str = "2d"
-    trees: int = 24
-    depth: int = 14
+    trees: int = 12
+    depth: int = 12
     samples_per_class: int = 25_000
     folds: int = 3
     seed: int = 0
@@ -98,6 +102,7 @@ class QuickModel:
         shape = feats.shape[1:]
         rows = feats.reshape(n_feat, -1).T
         out = np.empty((rows.shape[0], len(self.classes)), dtype=np.float32)
+        self.forest.n_jobs = _torch_threads()
         for start in range(0, rows.shape[0], PREDICT_BATCH):
             part = np.ascontiguousarray(rows[start : start + PREDICT_BATCH])
             out[start : start + len(part)] = self.forest.predict_proba(part)
@@ -146,6 +151,12 @@ class QuickModel:
             meta.get("params", {}),
             channels=int(meta.get("channels", 1)),
         )
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return max(1, torch.get_num_threads())
 
 
 def fit_rows(rows: np.ndarray, labels: np.ndarray, params: QuickParams):

@@ -98,9 +98,9 @@ class SlabReader:
         self._handles: list = []
         self._lock = threading.Lock()
         self._whole: np.ndarray | None = None
-        self._memmap: np.ndarray | None = None
+        self._contiguous: tuple[int, np.dtype, int] | None = None
         if source.kind == "tiff_stack":
-            self._memmap = self._try_memmap()
+            self._contiguous = self._find_contiguous()
 
     # -- lifecycle --------------------------------------------------------
     def close(self) -> None:
@@ -112,7 +112,6 @@ class SlabReader:
                 pass
         self._handles.clear()
         self._whole = None
-        self._memmap = None
 
     def __enter__(self) -> "SlabReader":
         return self
@@ -130,17 +129,17 @@ class SlabReader:
             whole = self._whole_volume()
             out[...] = _cast(whole[start:stop], self.dtype)
             return out
-        if self._memmap is not None:
+        if self._contiguous is not None:
             bounds = np.linspace(start, stop, min(self.threads, stop - start) + 1).astype(int)
-
-            def copy(a: int, b: int) -> None:
-                part = self._memmap[a:b]
-                out[a - start : b - start] = _cast(to_grey_stack(part) if self.source.rgb else part, self.dtype)
-
-            list(self._pool.map(copy, bounds[:-1], bounds[1:]))
+            list(self._pool.map(lambda a, b: self._read_contiguous(a, b, out[a - start : b - start]),
+                                bounds[:-1], bounds[1:]))
             return out
 
+        direct = kind == "slices" and not self.source.rgb and self.source.source_dtype == self.dtype.name
+
         def fill(index: int) -> None:
+            if direct and self._decode_into(index, out[index - start]):
+                return
             image = self._read_one(index)
             if image.shape != (height, width):
                 raise StageError(
@@ -151,6 +150,19 @@ class SlabReader:
 
         list(self._pool.map(fill, range(start, stop)))
         return out
+
+    def _decode_into(self, index: int, target: np.ndarray) -> bool:
+        """Decode a TIFF slice straight into ``target`` (no copy); False to take the general path."""
+        path = self.source.files[index]
+        if Path(path).suffix.lower() not in TIFF_EXTENSIONS:
+            return False
+        import tifffile
+
+        try:
+            tifffile.imread(path, key=0, maxworkers=1, out=target)
+        except Exception:  # noqa: BLE001 - wrong shape, corrupt, removed: the general path says which
+            return False
+        return True
 
     def _file_of(self, index: int) -> str:
         files = self.source.files
@@ -167,8 +179,12 @@ class SlabReader:
         raise StageError(f"{self._file_of(index)}: unknown source kind {kind!r}")
 
     # -- multi-page TIFF ------------------------------------------------------
-    def _try_memmap(self) -> np.ndarray | None:
-        """A read-only memory map of an uncompressed, contiguous TIFF stack, else None."""
+    def _find_contiguous(self) -> tuple[int, np.dtype, int] | None:
+        """(data offset, stored dtype, channels) of an uncompressed, contiguous TIFF stack, else None.
+
+        Such stacks are read with plain positioned reads, not a memory map, so
+        the process's resident memory does not grow with the file.
+        """
         import tifffile
 
         path = self.source.files[0]
@@ -178,16 +194,34 @@ class SlabReader:
                 offset = series.dataoffset
                 if offset is None or series.dtype is None:
                     return None
-                shape = (self.shape[0], self.shape[1], self.shape[2]) + ((series.shape[-1],) if self.source.rgb else ())
-                if int(np.prod(shape)) != int(np.prod(series.shape)):
+                channels = int(series.shape[-1]) if self.source.rgb else 1
+                if int(np.prod(series.shape)) != int(np.prod(self.shape)) * channels:
                     return None
-                order = tif.byteorder
-            dtype = np.dtype(series.dtype).newbyteorder(order)
-            return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+                return int(offset), np.dtype(series.dtype).newbyteorder(tif.byteorder), channels
         except FileNotFoundError:
             raise _missing(path) from None
         except Exception:  # noqa: BLE001 - fall back to page by page
             return None
+
+    def _read_contiguous(self, start: int, stop: int, out: np.ndarray) -> None:
+        offset, stored, channels = self._contiguous  # type: ignore[misc]
+        path = self.source.files[0]
+        per_slice = self.shape[1] * self.shape[2] * channels * stored.itemsize
+        buffer = np.empty((stop - start) * per_slice, dtype=np.uint8)
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(offset + start * per_slice)
+                read = handle.readinto(memoryview(buffer))
+        except FileNotFoundError:
+            raise _missing(path) from None
+        if read != buffer.size:
+            raise StageError(f"{path}: is truncated (images {start + 1} to {stop} end past the end of the file)")
+        data = buffer.view(stored).reshape(
+            (stop - start, self.shape[1], self.shape[2]) + ((channels,) if self.source.rgb else ())
+        )
+        if not data.dtype.isnative:
+            data = data.astype(data.dtype.newbyteorder("="))
+        out[...] = _cast(to_grey_stack(data) if self.source.rgb else data, self.dtype)
 
     def _tiff(self):
         tif = getattr(self._local, "tif", None)
@@ -292,3 +326,4 @@ class SlabReader:
 def to_grey_stack(stack: np.ndarray) -> np.ndarray:
     """Colour (n, y, x, channels) to grey (n, y, x), same dtype."""
     return np.stack([to_grey(np.asarray(s)) for s in stack]) if stack.ndim == 4 else np.asarray(stack)
+

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import stat
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -186,6 +187,11 @@ def extract_zip(
     """Extract a zip safely below ``dest``: every entry must land inside it, sizes are bounded."""
     infos = check_zip(zip_path, max_bytes)
     dest.mkdir(parents=True, exist_ok=True)
+    needed = sum(i.file_size for i in infos)
+    free = shutil.disk_usage(dest).free
+    if needed > free:
+        raise _fail(zip_path, f"extracting needs {needed / 1024**3:.2f} GiB but only {free / 1024**3:.2f} GiB "
+                              f"are free in {dest}")
     root = dest.resolve()
     total = sum(i.file_size for i in infos) or 1
     done = 0
@@ -269,7 +275,7 @@ def discover(
     ``extract_to``). Raises :class:`StageError` naming the file and the problem.
     """
     progress = progress or (lambda f, m: None)
-    items = [Path(p) for p in paths]
+    items = [Path(p).expanduser().absolute() for p in paths]
     if not items:
         raise StageError("no files were given to import")
     for item in items:
@@ -313,7 +319,10 @@ def discover_extracted(folder: Path, zip_path: Path, progress: ProgressFn) -> Sc
 def _discover_folder(folder: Path, progress: ProgressFn) -> ScanSource:
     files = list_folder(folder)
     if not files:
-        if _subfolders(folder):
+        subs = _subfolders(folder)
+        if len(subs) == 1:
+            return _discover_folder(subs[0], progress)  # e.g. DICOM/PA0/ST0/SE0
+        if subs:
             raise _fail(folder, "holds no files, only folders; pick the folder with the slices")
         raise _fail(folder, "the folder is empty")
     progress(0.0, f"found {len(files)} files in {folder.name}")
@@ -568,22 +577,29 @@ def discover_tiff_stack(path: Path) -> ScanSource:
     """A multi-page TIFF (plain, ImageJ or OME): one slice per page of its first series."""
     import tifffile
 
-    header = slice_header(path)
-    del header
+    slice_header(path)  # 0 bytes, unreadable, first image truncated
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
-            pages = len(series.pages) if len(series.pages) else 1
             shape = tuple(series.shape)
             axes = series.axes
             dtype = series.dtype
+            offset, nbytes = series.dataoffset, series.nbytes
+            declared = int((tif.imagej_metadata or {}).get("images", 0)) if tif.is_imagej else 0
+            last = tif.pages[-1] if len(tif.pages) else None
+            last_end = max((o + c for o, c in zip(last.dataoffsets or (), last.databytecounts or ())), default=0) \
+                if last is not None and hasattr(last, "dataoffsets") else 0
     except Exception as exc:  # noqa: BLE001
         raise _fail(path, f"is not a readable TIFF image ({_reason(exc)})") from None
+    size = path.stat().st_size
+    if (offset is not None and offset + nbytes > size) or last_end > size:
+        raise _fail(path, f"is truncated: its {_shape_text(shape)} images end past the end of the file")
+    if declared and declared > int(_prod(shape[: -3 if axes.endswith("S") else -2]) or 1):
+        raise _fail(path, f"is truncated or corrupt: it declares {declared} images but holds only "
+                          f"{int(_prod(shape[: -3 if axes.endswith('S') else -2]) or 1)}")
     rgb = axes.endswith("S") and shape[-1] in (3, 4)
     plane = shape[-3:-1] if rgb else shape[-2:]
-    count = int(pages)
-    if count * int(plane[0]) * int(plane[1]) * (shape[-1] if rgb else 1) != int(_prod(shape)):
-        count = int(_prod(shape) // (int(plane[0]) * int(plane[1]) * (shape[-1] if rgb else 1)))
+    count = int(_prod(shape) // (int(plane[0]) * int(plane[1]) * (shape[-1] if rgb else 1)))
     notes: list[str] = []
     leading = axes[: -3 if rgb else -2]
     if len(leading) > 1 and sum(1 for a, n in zip(leading, shape) if n > 1) > 1:

@@ -114,11 +114,12 @@ def slice_folds(paint: Paint, k: int = 3, seed: int = 0) -> list[Fold]:
     With paint on one slice only, its paint is split into two halves along
     the slice's longer painted extent, and each half is held out once.
     """
-    n_planes = len(paint.planes)
+    present = np.unique(paint.plane_ids)
+    n_planes = len(present)
     folds: list[Fold] = []
     if n_planes >= 2:
         rng = np.random.default_rng(seed)
-        order = rng.permutation(n_planes)
+        order = rng.permutation(present)
         k = max(2, min(k, n_planes))
         names = paint.plane_names()
         for fold in range(k):
@@ -129,7 +130,7 @@ def slice_folds(paint: Paint, k: int = 3, seed: int = 0) -> list[Fold]:
                 folds.append(Fold(train, test, ", ".join(names[i] for i in sorted(held))))
         return folds
     if n_planes == 1:
-        axis, index = paint.planes[0]
+        axis, index = paint.planes[int(present[0])]
         in_plane = [a for a in range(3) if a != axis]
         spans = [np.ptp(paint.coords[:, a]) for a in in_plane]
         split_axis = in_plane[int(np.argmax(spans))]

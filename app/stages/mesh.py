@@ -76,6 +76,7 @@ def request_mesh(
         if seg is None or seg.state != "complete":
             raise LookupError(f"job {job.id} has no complete segmentation {segmentation_id}")
     with store.db.atomic():
+        cancel_pending_mesh(job.id)  # an older request that never ran is superseded
         mesh = Mesh.create(
             job=job.id,
             segmentation=seg.id,
@@ -93,6 +94,11 @@ def _pending_mesh(job_id: int) -> Mesh | None:
         .order_by(Mesh.id.desc())
         .first()
     )
+
+
+def cancel_pending_mesh(job_id: int) -> None:
+    """Mark a mesh request that never ran as cancelled."""
+    Mesh.update(state="cancelled").where((Mesh.job == int(job_id)) & (Mesh.state == "queued")).execute()
 
 
 def job_spacing(store: JobStore, job: Job) -> tuple[tuple[float, float, float], str]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QTimer, QUrl
-from PySide6.QtGui import QAction, QDropEvent
+from PySide6.QtCore import QMimeData, QPointF, Qt, QTimer, QUrl
+from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QDialogButtonBox, QMessageBox
 
 from app.core.statuses import JobStatus as S
@@ -140,7 +140,10 @@ def test_cancel_a_running_conversion(qtbot, window, store, tmp_path):
     qtbot.waitUntil(lambda: window.cancel_action.isEnabled())
     qtbot.waitUntil(lambda: cell(window, job.id, JobTableModel.PROGRESS) not in ("", "0%"), timeout=5000)
     assert window.pages["Overview"].progress_widget.isVisible()
-    qtbot.keyClick(window, Qt.Key.Key_Escape)
+    assert window.delete_job() is None  # a running job is not deleted under the worker's feet
+    assert "cancel it first" in window.statusBar().currentMessage()
+    window.job_view.setFocus()
+    qtbot.keyClick(window.job_view, Qt.Key.Key_Escape)
     wait_status(qtbot, store, job.id, S.UPLOADED, timeout=5000)
     qtbot.waitUntil(lambda: not window.scheduler.is_running(job.id))
     assert store.timeline(job.id)[-1].message == "convert cancelled"
@@ -173,6 +176,11 @@ def test_drop_a_folder_opens_the_dialog_prefilled(qtbot, window, store, tmp_path
     (folder / "slice_0001.tif").write_bytes(b"II*\x00")
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(folder))])
+    enter = QDragEnterEvent(
+        QPointF(200, 200), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    )
+    QApplication.sendEvent(window, enter)
+    assert enter.isAccepted()
     event = QDropEvent(
         QPointF(200, 200), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
     )
@@ -233,6 +241,13 @@ def test_public_api_pages_and_shutdown(qtbot, store, monkeypatch):
     assert "fancy_viewer" in win.pages["Failing"].findChildren(type(win.activity_label))[0].text()
     assert win.current_job_id() == job.id
     assert ("job", job.id) in RecordingPage.calls
+    before = len(RecordingPage.calls)
+    store.create_job("two", [])
+    win.refresh_jobs()  # a new row resets the table; the selected job's pages are left alone
+    qtbot.wait(20)
+    assert win.current_job_id() == job.id
+    assert RecordingPage.calls[before:] == []
+    assert win.job_view.selectionModel().currentIndex().row() == win.model.row_of(job.id)
     win.show_page("Recorder")
     win.show_page("Overview")
     assert ("shown",) in RecordingPage.calls and ("hidden",) in RecordingPage.calls
@@ -287,7 +302,7 @@ def test_run_gui_opens_and_closes(qtbot, workspace, monkeypatch):
 
     QTimer.singleShot(300, close_windows)
     assert run_gui(str(workspace)) == 0
-    assert seen == ["Strata"]
+    assert len(seen) == 1 and seen[0].startswith("Strata")
     assert (workspace / "strata.db").exists()
     assert not QApplication.windowIcon().isNull()
     assert os.environ.get("STRATA_HOME") == str(workspace)

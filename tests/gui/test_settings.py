@@ -7,6 +7,7 @@ import pytest
 
 from app.core.statuses import JobStatus
 from app.gui.settings import Preferences, SettingsDialog, app_settings, startup_workspace
+from app.pipeline.annotations import open_annotations
 from app.pipeline.volume import open_volume
 from app.store.jobs import JobStore
 from app.store.relocate import is_workspace
@@ -84,7 +85,7 @@ def test_moving_the_workspace_keeps_the_job_with_paint_and_results(qtbot, tmp_pa
         job = store.get(job_id)
         assert job.name == "Ammonite" and job.status == JobStatus.PENDING.value
         ws = store.workspace
-        np.testing.assert_array_equal(open_volume(ws.annotations_path(job_id)).levels[0][:], paint)
+        np.testing.assert_array_equal(open_annotations(ws.annotations_path(job_id))[:], paint)
         seg = store.summary(job)["segmentations"][0]
         assert open_volume(seg["path"]).levels[0].shape == paint.shape
         assert seg["path"].startswith(str(new.resolve()))

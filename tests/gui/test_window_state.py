@@ -1,9 +1,9 @@
-"""The window remembers its size, splitter positions and the last open job."""
+"""The window remembers its size, splitter positions, the last open job and its page."""
 
 from __future__ import annotations
 
 import pytest
-from PySide6.QtWidgets import QLabel, QListWidget, QListWidgetItem, QMainWindow, QSplitter
+from PySide6.QtWidgets import QLabel, QListWidget, QListWidgetItem, QMainWindow, QSplitter, QTabWidget
 
 from app.gui.settings import app_settings
 from app.gui.window_state import attach_window_state
@@ -23,9 +23,17 @@ class JobWindow(QMainWindow):
         splitter = QSplitter()
         splitter.setObjectName("mainSplitter")
         splitter.addWidget(self.jobs)
-        splitter.addWidget(QLabel("job view"))
+        self.tabs = QTabWidget()
+        self.pages = {title: QLabel(title) for title in ("Overview", "Annotate", "3D")}
+        for title, page in self.pages.items():
+            self.tabs.addTab(page, title)
+        splitter.addWidget(self.tabs)
         self.splitter = splitter
         self.setCentralWidget(splitter)
+
+    def show_page(self, title):
+        self.tabs.setCurrentWidget(self.pages[title])
+        return self.pages[title]
 
     def current_job_id(self):
         item = self.jobs.currentItem()
@@ -62,6 +70,7 @@ def test_size_splitter_and_job_come_back(qtbot, store, settings):
     win.resize(740, 520)
     win.splitter.setSizes([300, 440])
     win.select_job(ids[1])
+    win.show_page("Annotate")
     qtbot.wait(50)
     sizes = win.splitter.sizes()
     win.close()
@@ -70,6 +79,7 @@ def test_size_splitter_and_job_come_back(qtbot, store, settings):
     assert (again.width(), again.height()) == (740, 520)  # pytest-xvfb's screen is 800 x 600
     assert abs(again.splitter.sizes()[0] - sizes[0]) <= 2
     assert again.current_job_id() == ids[1]
+    assert again.tabs.currentWidget() is again.pages["Annotate"]
     assert state.last_job() == ids[1]
 
 

@@ -67,7 +67,7 @@ def phantom(shape=(24, 40, 48), dtype=np.uint16) -> np.ndarray:
     """A small scan-like volume: a bright ball in a darker matrix, with noise."""
     z, y, x = np.indices(shape, dtype=np.float32)
     centre = [s / 2 for s in shape]
-    r = np.sqrt(((z - centre[0]) / shape[0]) ** 2 + ((y - centre[1]) / shape[1]) ** 2 + ((x - centre[2]) / shape[2]) ** 2)
+    r = np.sqrt(sum(((axis - c) / size) ** 2 for axis, c, size in zip((z, y, x), centre, shape)))
     rng = np.random.default_rng(0)
     data = 800 + 2000 * (r < 0.3) + rng.normal(0, 60, shape)
     return np.clip(data, 0, None).astype(dtype)

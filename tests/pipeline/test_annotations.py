@@ -314,3 +314,20 @@ def test_cli_bad_input_is_one_clear_line(store, workspace, tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )
     assert run.returncode == 1 and "no annotations yet" in run.stderr
+
+
+def test_buffer_reads_match_disk_with_few_or_many_painted_chunks(tmp_path):
+    array = ann.open_annotations(tmp_path / "a.zarr", BIG, create=True)
+    rng = np.random.default_rng(1)
+    truth = np.zeros(BIG, np.uint8)
+    truth[3, 100:103, 70:72] = 2  # one chunk
+    ann.write_region(array, (slice(None),) * 3, truth)
+    for labels in (truth, rng.integers(0, 4, BIG, dtype=np.uint8)):  # 1 chunk stored, then all 12
+        ann.write_region(array, (slice(None),) * 3, labels)
+        buf = ann.AnnotationBuffer(array)
+        buf[60:70, 120:130, 0:5] = 3  # an unflushed edit across chunk borders
+        expected = labels.copy()
+        expected[60:70, 120:130, 0:5] = 3
+        for key in ((3,), (slice(None), 100), (slice(None), slice(None), 71), (slice(50, 70), slice(60, 130), 2)):
+            assert np.array_equal(buf[key], expected[key]), key
+        buf.discard()

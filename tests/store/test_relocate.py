@@ -7,6 +7,7 @@ import pytest
 
 from app.core.progress import Cancelled, ProgressContext, StageError
 from app.core.statuses import JobStatus
+from app.pipeline.annotations import open_annotations, write_region
 from app.pipeline.volume import open_volume, write_volume
 from app.store.jobs import JobStore
 from app.store.models import Model, Segmentation
@@ -20,10 +21,10 @@ def make_workspace(root):
     ws = store.workspace
     rng = np.random.default_rng(0)
     write_volume(ws.volume_path(job.id), rng.integers(0, 255, (8, 16, 16), dtype=np.uint8), (1, 1, 1), "um")
-    paint = np.zeros((8, 16, 16), np.uint8)
-    paint[3, 2:6, 2:6] = 1
-    paint[3, 9:12, 9:12] = 2
-    write_volume(ws.annotations_path(job.id), paint, (1, 1, 1), "um")
+    annotations = open_annotations(ws.annotations_path(job.id), (8, 16, 16), create=True)
+    write_region(annotations, (slice(3, 4), slice(2, 6), slice(2, 6)), 1)
+    write_region(annotations, (slice(3, 4), slice(9, 12), slice(9, 12)), 2)
+    paint = np.asarray(annotations[:])
     model = Model.create(job=job, kind="quick", path=str(ws.model_dir(job.id, 1)), state="ready")
     ws.model_dir(job.id, model.id).mkdir(parents=True)
     (ws.model_dir(job.id, model.id) / "model.json").write_text('{"kind": "quick"}')
@@ -48,7 +49,7 @@ def test_copy_keeps_the_job_with_its_paint_and_results(tmp_path):
         job = store.find("Ammonite")
         assert job.id == job_id
         ws = store.workspace
-        np.testing.assert_array_equal(open_volume(ws.annotations_path(job_id)).levels[0][:], paint)
+        np.testing.assert_array_equal(open_annotations(ws.annotations_path(job_id))[:], paint)
         summary = store.summary(job)
         assert summary["models"][0]["path"].startswith(str(new.resolve()))
         seg_path = summary["segmentations"][0]["path"]
@@ -69,7 +70,7 @@ def test_move_empties_the_old_folder(tmp_path):
     assert not (old / "jobs" / str(job_id)).exists()
     store = JobStore(new)
     try:
-        np.testing.assert_array_equal(open_volume(store.workspace.annotations_path(job_id)).levels[0][:], paint)
+        np.testing.assert_array_equal(open_annotations(store.workspace.annotations_path(job_id))[:], paint)
     finally:
         store.close()
 

@@ -7,4 +7,7 @@ opens, and told which job is selected with ``set_job``.
 
 PAGES: list[str] = [
     "app.gui.pages.overview:OverviewPage",
+    "app.gui.pages.annotate:AnnotatePage",
+    "app.gui.pages.models:ModelsPage",
+    "app.gui.pages.view3d:View3DPage",
 ]

@@ -16,13 +16,13 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import Qt, QThreadPool, Signal
 from PySide6.QtGui import QColor, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView, QButtonGroup, QCheckBox, QColorDialog, QComboBox, QDialog, QDialogButtonBox,
     QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView, QInputDialog, QLabel,
     QLineEdit, QMessageBox, QPushButton, QScrollArea, QSpinBox, QSplitter, QStackedWidget, QTableWidget,
-    QTableWidgetItem, QThreadPool, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget,
+    QTableWidgetItem, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget,
 )
 
 from app.core.progress import StageError
@@ -119,6 +119,10 @@ class AnnotatePage(JobPage):
         self._build()
         self._shortcuts()
         self._set_enabled(False)
+        # live preview, "Suggest a slice" and the segmentation layer (issue 4)
+        from app.gui.live_preview import attach_live_preview
+
+        self.live_preview = attach_live_preview(self)
 
     # -- layout ---------------------------------------------------------------
     def _build(self) -> None:
@@ -286,7 +290,8 @@ class AnnotatePage(JobPage):
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(panel)
-        scroll.setMinimumWidth(330)
+        scroll.setMinimumWidth(380)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         splitter.addWidget(scroll)
         splitter.setStretchFactor(0, 1)
         splitter.setStretchFactor(1, 0)
@@ -328,7 +333,10 @@ class AnnotatePage(JobPage):
         return self.view
 
     def warm_up(self) -> None:
-        """Create the napari viewer now, so that opening a job later is quick."""
+        """Create the napari viewer (and import zarr) now, so that opening a job later is quick."""
+        import app.pipeline.annotations  # noqa: F401 - zarr takes a second to import
+        import app.stages.annotation  # noqa: F401
+
         self._ensure_view()
 
     # -- jobs -----------------------------------------------------------------
@@ -363,9 +371,10 @@ class AnnotatePage(JobPage):
 
     def load_job(self) -> bool:
         """Open the selected job's volume and annotations; returns whether it could."""
-        from app.pipeline.annotations import AnnotationBuffer
+        from app.pipeline.annotations import AnnotationBuffer, open_annotations
         from app.pipeline.volume import open_volume
-        from app.stages.annotation import job_annotations, record_counts
+        from app.core.statuses import parse_status
+        from app.stages.annotation import HAS_VOLUME, record_counts
 
         self._pending_job = False
         self._close_job()
@@ -374,8 +383,10 @@ class AnnotatePage(JobPage):
         store = self.app.store
         try:
             job = store.get(self.job_id)
-            array = job_annotations(store, job)
+            if parse_status(job.status) not in HAS_VOLUME:
+                raise StageError(f"job {job.id} ({job.name}) is {job.status}: convert it before annotating")
             volume = open_volume(store.workspace.volume_path(job.id))
+            array = open_annotations(store.workspace.annotations_path(job.id), volume.shape, create=True)
         except (StageError, LookupError, OSError) as exc:
             self._show_placeholder(f"{exc}")
             self._update_job_label()
@@ -385,8 +396,9 @@ class AnnotatePage(JobPage):
         self.buffer = AnnotationBuffer(array)
         self._loaded_job = job.id
         self._refresh_classes()
-        view.show_volume(volume.levels, volume.spacing)
+        view.show_volume(volume.levels, volume.spacing, reveal=False)
         view.set_labels(self.buffer, self._colors())
+        view.reveal()
         self.view_stack.setCurrentWidget(view)
         self._set_enabled(True)
         self._sync_contrast_widgets()
@@ -569,7 +581,8 @@ class AnnotatePage(JobPage):
             value = QTableWidgetItem(str(cls.value))
             value.setBackground(QColor(cls.color))
             value.setForeground(QColor("black" if QColor(cls.color).lightness() > 128 else "white"))
-            name = QTableWidgetItem(cls.name + (" (background)" if cls.is_background else ""))
+            flag = " (background)" if cls.is_background and cls.name.lower() != "background" else ""
+            name = QTableWidgetItem(cls.name + flag)
             count = QTableWidgetItem(str(cls.voxel_count))
             count.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             for col, item in enumerate((key, value, name, count)):

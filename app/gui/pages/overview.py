@@ -18,7 +18,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QProgressBar,
     QScrollArea,
-    QSizePolicy,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
@@ -34,7 +33,7 @@ from app.store.jobs import JobNotFound
 S = JobStatus
 #: Statuses in which the volume on disk is complete and can be previewed.
 NO_PREVIEW = frozenset({S.PENDING, S.UPLOADING, S.UPLOADED, S.CONVERTING, S.CONVERT_ERROR, S.ERROR})
-PREVIEW_SIZE = 230
+PREVIEW_SIZE = 200
 PERCENTILES = (0.5, 99.5)
 
 
@@ -184,7 +183,6 @@ class OverviewPage(JobPage):
         self.timeline.setHeaderLabels(["Time", "Status", "Message"])
         self.timeline.setRootIsDecorated(False)
         self.timeline.setAlternatingRowColors(True)
-        self.timeline.setMinimumHeight(140)
         header_view = self.timeline.header()
         header_view.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         header_view.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
@@ -201,7 +199,8 @@ class OverviewPage(JobPage):
         layout.addLayout(facts)
         layout.addWidget(self.preview_box)
         layout.addWidget(self.preview_message)
-        layout.addWidget(timeline_box, 1)
+        layout.addWidget(timeline_box)
+        layout.addStretch(1)
         self.empty_label = QLabel("Select a job in the list, or create one with New job.")
         self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         content = QWidget()
@@ -280,8 +279,8 @@ class OverviewPage(JobPage):
         self.fields["source"].setText(source_text)
         self.fields["folder"].setText(summary["path"])
         self.fields["note"].setText(job.note or "–")
-        self.fields["created"].setText(local_time(job.created))
-        self.fields["updated"].setText(local_time(job.updated))
+        self.fields["created"].setText(local_time(job.created, precise=True))
+        self.fields["updated"].setText(local_time(job.updated, precise=True))
         self._show_timeline(job.id)
         self._update_preview(job.id, status)
 
@@ -296,13 +295,16 @@ class OverviewPage(JobPage):
             change = status_label(entry.to_status)
             if entry.from_status:
                 change = f"{status_label(entry.from_status)} → {change}"
-            item = QTreeWidgetItem([local_time(when), change, entry.message])
+            item = QTreeWidgetItem([local_time(when, precise=True), change, entry.message])
             item.setToolTip(2, entry.message)
             if parse_status(entry.to_status) in ERRORS:
                 for column in range(3):
                     item.setForeground(column, Qt.GlobalColor.darkRed)
             self.timeline.addTopLevelItem(item)
         count = self.timeline.topLevelItemCount()
+        row_height = self.timeline.sizeHintForRow(0) if count else 20
+        header_height = self.timeline.header().sizeHint().height()
+        self.timeline.setFixedHeight(min(header_height + row_height * max(count, 3) + 8, 320))
         if count:
             self.timeline.scrollToItem(self.timeline.topLevelItem(count - 1))
 
