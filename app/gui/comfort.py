@@ -17,7 +17,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QApplication, QMainWindow, QMenu
 
-from app.gui.help import AboutDialog, ShortcutsDialog
+from app.gui.help import ShortcutsDialog
 from app.gui.notifications import install_notifications
 from app.gui.settings import Preferences, SettingsDialog, app_settings
 from app.gui.window_state import attach_window_state
@@ -52,14 +52,8 @@ def install_comfort(window: QMainWindow, restore_state: bool = True) -> dict:
     shortcuts = QAction("&Keyboard shortcuts…", window)
     shortcuts.setShortcut(QKeySequence(QKeySequence.StandardKey.HelpContents))
     shortcuts.triggered.connect(lambda: ShortcutsDialog(window).exec())
-    about = getattr(window, "about_action", None)
+    about = window.about_action  # the window's own About action opens AboutDialog
     _menu_add(window, "&Help", shortcuts, before=about)
-    if isinstance(about, QAction):
-        about.triggered.disconnect()
-    else:
-        about = QAction("&About Strata", window)
-        _menu_add(window, "&Help", about)
-    about.triggered.connect(lambda: AboutDialog(window).exec())
 
     settings_action = QAction("&Settings…", window)
     settings_action.setShortcut(QKeySequence(QKeySequence.StandardKey.Preferences))

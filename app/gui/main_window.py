@@ -553,10 +553,10 @@ class MainWindow(QMainWindow):
     # -- window ---------------------------------------------------------------------------
     def showEvent(self, event) -> None:  # noqa: N802
         super().showEvent(event)
-        if not self._sized:  # split once the real width is known: all columns, pages the rest
+        if not self._sized:  # split once the real width is known: the list at most 40 %, pages the rest
             self._sized = True
-            pages_width = max(700, self.width() - self.preferred_list_width())
-            self.splitter.setSizes([self.width() - pages_width, pages_width])
+            list_width = min(self.preferred_list_width(), int(self.width() * 0.4))
+            self.splitter.setSizes([list_width, self.width() - list_width])
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         running = self.scheduler.running_jobs()
@@ -719,10 +719,6 @@ class MainWindow(QMainWindow):
         menu.popup(self.job_view.viewport().mapToGlobal(pos))
 
     def _about(self) -> None:
-        from app import __version__
+        from app.gui.help import AboutDialog
 
-        QMessageBox.about(
-            self,
-            "About Strata",
-            f"<b>Strata</b> {__version__}<br>Tomography scans to labelled volumes and 3D meshes.",
-        )
+        AboutDialog(self).exec()

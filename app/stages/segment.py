@@ -56,8 +56,11 @@ def ready_model(job_id: int, model_id: int | None = None) -> Model:
     return row
 
 
-def check_model_fits(store: JobStore, job_id: int, row: Model) -> None:
-    """Raise a clear error when a model cannot segment this job's volume."""
+def check_model_fits(store: JobStore, job_id: int, row: Model):
+    """Load a model and the job's volume; raise a clear error when it cannot segment it.
+
+    Returns ``(model, volume)``.
+    """
     from app.pipeline.quick import check_compatible
     from app.stages.train import open_job_volume
 
@@ -70,6 +73,7 @@ def check_model_fits(store: JobStore, job_id: int, row: Model) -> None:
             f"{volume.path}: the volume {tuple(volume.shape)} is too small for model {row.id} "
             f"(slices of at least {min_side} x {min_side} voxels)"
         )
+    return model, volume
 
 
 def request_segmentation(
@@ -112,9 +116,7 @@ def pending_segmentation(job: Job) -> Segmentation | None:
 def segment_job(store: JobStore, job: Job, ctx: ProgressContext) -> str | None:
     """Segment the job's volume with the pending Segmentation's model."""
     from app.pipeline.postprocess import CleanUp, clean_array
-    from app.pipeline.quick import check_compatible
     from app.pipeline.segment import DEFAULT_BLOCK, clear_output, segment_volume
-    from app.stages.train import open_job_volume
 
     seg = pending_segmentation(job)
     if seg is None:
@@ -126,15 +128,7 @@ def segment_job(store: JobStore, job: Job, ctx: ProgressContext) -> str | None:
         if seg.model_id is None or Model.get_or_none(Model.id == seg.model_id) is None:
             raise StageError(f"segmentation {seg.id}: its model was deleted")
         row = Model.get_by_id(seg.model_id)
-        model = load_model(row.path)
-        volume = open_job_volume(store, job.id)
-        check_compatible(model, volume, f"model {row.id} on {volume.path}")
-        min_side = getattr(model, "min_side", 1)
-        if min(volume.shape[1:]) < min_side:
-            raise StageError(
-                f"{volume.path}: the volume {tuple(volume.shape)} is too small for model {row.id} "
-                f"(slices of at least {min_side} x {min_side} voxels)"
-            )
+        model, volume = check_model_fits(store, job.id, row)
         block = tuple(seg.params.get("block") or DEFAULT_BLOCK)
         attrs = {
             "strata": {

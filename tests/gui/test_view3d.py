@@ -103,6 +103,26 @@ def test_renders_surfaces_in_class_colours_with_show_hide_and_opacity(page, segm
     assert path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_surfaces_loaded_while_hidden_appear_when_the_page_is_shown(app_context, segmented, store, qtbot):
+    """The window selects a job before the 3D tab is shown: the view must still get the surfaces."""
+    from app.gui.pages.view3d import View3DPage
+
+    _mesh_now(store, segmented.id, smooth=0.5, decimate=0.5)
+    page = View3DPage(app_context)
+    qtbot.addWidget(page)
+    page.resize(1200, 700)
+    page.set_job(segmented.id)  # hidden: surfaces load, no view yet
+    qtbot.waitUntil(lambda: page.stats.rowCount() == 2, timeout=20000)
+    assert page.view is None
+    page.show()
+    qtbot.waitExposed(page)
+    page.page_shown()
+    assert sorted(page.view.keys()) == [2, 3]
+    image = _centre(page.view.capture())
+    assert _dominant(image, 0) > 500 and _dominant(image, 1) > 500
+    page.shutdown()
+
+
 def test_mesh_button_runs_in_background_and_shows_the_new_version(page, segmented, store, qtbot):
     page.set_job(segmented.id)
     assert page.mesh_button.isEnabled() and not page.cancel_button.isEnabled()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -32,6 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.pages.base import AppContext, JobPage
+from app.gui.settings import Preferences
 
 COLUMNS = ["Model", "Kind", "Parameters", "Paint", "Held-out Dice / IoU", "Training-paint accuracy", "Created", "State"]
 
@@ -98,6 +100,7 @@ class ModelsPage(JobPage):
         self.slices_spin.setToolTip("Neighbouring slices given to the network as channels")
         self.train_deep_button = QPushButton("Train Deep")
         self.train_deep_button.clicked.connect(lambda: self.train("deep"))
+        self._highlight_preferred_kind(Preferences.load().model_kind)
         form.addRow("Epochs", self.epochs_spin)
         form.addRow("Slices in", self.slices_spin)
         form.addRow(self.train_deep_button)
@@ -165,6 +168,15 @@ class ModelsPage(JobPage):
         self.segment_button.setEnabled(self.job_id is not None and row is not None)
 
     # -- job ---------------------------------------------------------------------------
+    def _highlight_preferred_kind(self, kind: str) -> None:
+        """The default model kind of Settings: its button in bold, and Ctrl+T trains it."""
+        button = self.train_deep_button if kind == "deep" else self.train_quick_button
+        font = button.font()
+        font.setBold(True)
+        button.setFont(font)
+        button.setShortcut(QKeySequence("Ctrl+T"))
+        button.setToolTip(f"{button.toolTip()} (Ctrl+T: the default model kind in Settings)".strip())
+
     def job_changed(self, job_id: int | None) -> None:
         self.progress.setValue(0)
         self.progress_label.setText("")

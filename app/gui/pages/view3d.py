@@ -73,6 +73,7 @@ class View3DPage(JobPage):
         self.decimate_box.setRange(0.01, 1.0)
         self.decimate_box.setSingleStep(0.05)
         self.decimate_box.setValue(DEFAULT_DECIMATE)
+        self._apply_preferences()
         self.decimate_box.setToolTip("Fraction of triangles to keep; 1 = no decimation. Surfaces stay closed.")
         form.addRow("Smoothing", self.smooth_box)
         form.addRow("Keep triangles", self.decimate_box)
@@ -150,7 +151,7 @@ class View3DPage(JobPage):
         splitter.addWidget(side)
         splitter.addWidget(self.view_holder)
         splitter.setStretchFactor(1, 1)
-        splitter.setSizes([470, 900])
+        splitter.setSizes([380, 1000])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(splitter)
@@ -164,9 +165,7 @@ class View3DPage(JobPage):
 
             self.view = SurfaceView(self.view_holder)
             self.view_layout.addWidget(self.view)
-            self.view.set_unit(self.unit)
-            self.view.setVisible(bool(self._surfaces))
-            self.placeholder.setVisible(not self._surfaces)
+            self._show_in_view()  # surfaces loaded while the page was hidden
         return self.view
 
     def page_shown(self) -> None:
@@ -184,6 +183,14 @@ class View3DPage(JobPage):
             self.view.finalize()
 
     # -- job ---------------------------------------------------------------------------
+    def _apply_preferences(self) -> None:
+        """Start from the mesh smoothing and decimation chosen in Settings."""
+        from app.gui.settings import Preferences
+
+        prefs = Preferences.load()
+        self.smooth_box.setValue(prefs.mesh_smoothing)
+        self.decimate_box.setValue(prefs.mesh_decimation)
+
     def job_changed(self, job_id: int | None) -> None:
         self.mesh_id = None
         self._set_surfaces([])
@@ -284,16 +291,22 @@ class View3DPage(JobPage):
     def _set_surfaces(self, surfaces: list) -> None:
         self._surfaces = surfaces
         self._fill_tables()
-        if self.view is not None or (surfaces and self._pending_show):
-            view = self.ensure_view()
-            view.set_unit(self.unit)
-            view.set_surfaces(
-                [(r["value"], r["name"], r["color"], points, faces) for r, points, faces in surfaces]
-            )
-            view.setVisible(bool(surfaces))
-            self.placeholder.setVisible(not surfaces)
-            view.render()
+        if self.view is not None:
+            self._show_in_view()
+        elif surfaces and self._pending_show:
+            self.ensure_view()
         self._update_buttons()
+
+    def _show_in_view(self) -> None:
+        """Give the VTK view the current surfaces (the view must exist)."""
+        surfaces = self._surfaces
+        self.view.set_unit(self.unit)
+        self.view.set_surfaces(
+            [(r["value"], r["name"], r["color"], points, faces) for r, points, faces in surfaces]
+        )
+        self.view.setVisible(bool(surfaces))
+        self.placeholder.setVisible(not surfaces)
+        self.view.render()
 
     def _fill_tables(self) -> None:
         unit = self.unit or "units"
