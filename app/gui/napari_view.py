@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QThreadPool, QTimer, Signal
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 #: dims.order for each plane: the plane's axis first (the slider), the two shown last.
@@ -40,8 +40,11 @@ class LazyLevel:
     integer (or ``np.asarray``) reads the box from disk.
     """
 
-    def __init__(self, array: Any, box: tuple[slice, ...] | None = None) -> None:
+    def __init__(self, array: Any, box: tuple[slice, ...] | None = None,
+                 planes: dict[tuple[int, int], np.ndarray] | None = None) -> None:
         self.array = array
+        #: Whole planes read ahead of time (in the background): (axis, index) -> 2D array.
+        self.planes = planes if planes is not None else {}
         self.box = box or tuple(slice(0, int(s)) for s in array.shape)
         self.dtype = np.dtype(array.dtype)
         self.shape = tuple(b.stop - b.start for b in self.box)
@@ -70,12 +73,64 @@ class LazyLevel:
                 box.append(b.start + i)
                 read = True
         if read:
-            return np.asarray(self.array[tuple(box)])
-        return LazyLevel(self.array, tuple(box))
+            return self._read(tuple(box))
+        return LazyLevel(self.array, tuple(box), self.planes)
+
+    def _read(self, box: tuple) -> np.ndarray:
+        """Read ``box`` (slices and integers), from a plane read ahead when there is one."""
+        ints = [axis for axis, b in enumerate(box) if not isinstance(b, slice)]
+        if len(ints) == 1 and (ints[0], box[ints[0]]) in self.planes:
+            plane = self.planes[(ints[0], box[ints[0]])]
+            return plane[tuple(b for b in box if isinstance(b, slice))]
+        return np.asarray(self.array[box])
+
+    def read_plane(self, axis: int, index: int) -> np.ndarray:
+        """Read a whole plane of the array and keep it for the next slicing (any thread)."""
+        key = (int(axis), int(index))
+        if key not in self.planes:
+            box = [slice(0, int(s)) for s in self.array.shape]
+            box[key[0]] = key[1]  # type: ignore[call-overload]
+            plane = np.asarray(self.array[tuple(box)])
+            self._keep_plane(key, plane)
+            return plane
+        return self.planes[key]
 
     def __array__(self, dtype=None, copy=None):
-        data = np.asarray(self.array[self.box])
+        data = self._cached_box()
+        if data is None:
+            data = np.asarray(self.array[self.box])
+            thin = [a for a, b in enumerate(self.box) if b.stop - b.start == 1]
+            whole = all(b.start == 0 and b.stop == int(n) for a, (b, n) in enumerate(zip(self.box, self.array.shape))
+                        if a not in thin)
+            if len(thin) == 1 and whole:  # napari slices the same plane again on every layer change
+                self._keep_plane((thin[0], self.box[thin[0]].start), np.take(data, 0, axis=thin[0]))
         return data if dtype is None else data.astype(dtype)
+
+    def _keep_plane(self, key: tuple[int, int], plane: np.ndarray) -> None:
+        self.planes[key] = plane
+        for other in [k for k in list(self.planes) if k != key]:  # one plane per level at most
+            self.planes.pop(other, None)
+
+    def _cached_box(self) -> np.ndarray | None:
+        """The box from a plane read ahead, when the box is one plane thick (napari's slicing)."""
+        for (axis, index), plane in list(self.planes.items()):
+            b = self.box[axis]
+            if b.start == index and b.stop == index + 1:
+                inner = tuple(bb for a, bb in enumerate(self.box) if a != axis)
+                return np.expand_dims(plane[inner], axis)
+        return None
+
+
+#: The first slice comes from the finest level whose planes have at most this many pixels.
+COARSE_PLANE_PIXELS = 256 * 256
+
+
+def coarse_level(levels: Sequence[Any], max_pixels: int = COARSE_PLANE_PIXELS) -> int:
+    """Index of the finest level whose z plane has at most ``max_pixels`` (the last one otherwise)."""
+    for index, level in enumerate(levels):
+        if int(level.shape[1]) * int(level.shape[2]) <= max_pixels:
+            return index
+    return len(levels) - 1
 
 
 def _label_colormap(colors: Mapping[int, str]):
@@ -93,6 +148,8 @@ class VolumeView(QWidget):
     labels_edited = Signal()
     #: The displayed plane or slice changed: (axis, index).
     plane_changed = Signal(int, int)
+    #: The coarse first slice was replaced by the full-resolution one.
+    full_resolution_shown = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -111,6 +168,11 @@ class VolumeView(QWidget):
         self._colors: dict[int, str] = {}
         self.spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
         self.shape: tuple[int, int, int] | None = None
+        self._levels: list[LazyLevel] = []
+        self._shown_level = 0
+        self._token: object | None = None  # the background read of the full-resolution planes
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(1)
         self.viewer.dims.events.current_step.connect(self._on_step)
         self.viewer.dims.events.order.connect(self._on_step)
         self._warm_up()
@@ -146,15 +208,21 @@ class VolumeView(QWidget):
 
     # -- volume -------------------------------------------------------------
     def show_volume(self, levels: Sequence[Any], spacing: Sequence[float], contrast: tuple[float, float] | None = None,
-                    name: str = "volume", reveal: bool = True) -> tuple[float, float]:
-        """Show ``levels`` (level 0 first) lazily; returns the contrast limits used.
+                    name: str = "volume", reveal: bool = True, coarse_first: bool = True) -> tuple[float, float]:
+        """Show ``levels`` (level 0 first) lazily, at the middle z slice; returns the contrast limits used.
 
-        With ``reveal=False`` the image stays hidden until :meth:`reveal` (set the
-        labels first, so that napari slices and draws the volume only once).
+        With ``coarse_first`` the first slice comes from a coarse level (a few
+        chunks, at once) while the finer levels' planes are read in the
+        background; the full resolution replaces it when they are in memory
+        (:attr:`full_resolution_shown`). With ``reveal=False`` the image stays
+        hidden until :meth:`reveal` (set the labels first, so that napari
+        slices and draws the volume only once).
         """
         self.clear()
         self.spacing = tuple(float(s) for s in spacing)  # type: ignore[assignment]
         self.shape = tuple(int(s) for s in levels[0].shape)  # type: ignore[assignment]
+        self._levels = [LazyLevel(level) for level in levels]
+        self._coarse = coarse_level(levels) if coarse_first else 0
         if contrast is None:
             contrast = robust_contrast(levels[-1][...])
         dtype = np.dtype(levels[0].dtype)
@@ -167,9 +235,8 @@ class VolumeView(QWidget):
         # visible layer at once, at full resolution (a whole level-0 slice of a huge volume).
         layer = self.image_layer
         layer.visible = False
-        layer.data = [LazyLevel(level) for level in levels]
+        self._set_image_levels(self._coarse)
         layer.name = name
-        layer.scale = self.spacing
         layer.contrast_limits_range = list(full)
         layer.contrast_limits = list(contrast)
         self.set_plane(0)
@@ -179,10 +246,74 @@ class VolumeView(QWidget):
             self.reveal()
         return contrast
 
+    def _set_image_levels(self, first: int) -> None:
+        """Give the image layer levels ``first``, ``first + 1``, ... (placed over the full volume)."""
+        layer = self.image_layer
+        factors = [full / part for full, part in zip(self.shape, self._levels[first].shape)]
+        layer.data = self._levels[first:]
+        layer.scale = [s * f for s, f in zip(self.spacing, factors)]
+        layer.translate = [(f - 1) * s / 2 for s, f in zip(self.spacing, factors)]
+        self._shown_level = first
+
+    @property
+    def shown_level(self) -> int:
+        """The finest pyramid level the image layer has now (0 once at full resolution)."""
+        return self._shown_level
+
     def reveal(self) -> None:
-        """Make the volume visible (napari reads its first slice now)."""
-        if self.shape is not None:
-            self.image_layer.visible = True
+        """Make the volume visible (napari reads its first slice now, from the coarse level).
+
+        Starts reading the finer levels' planes of the slice on screen in the
+        background; they replace the coarse slice when they are in memory.
+        """
+        if self.shape is None:
+            return
+        self.image_layer.visible = True
+        # fit the volume again once Qt has laid out the canvas (its size may change on first show)
+        QTimer.singleShot(0, self._fit_view)
+        if self._shown_level > 0:
+            self._read_fine_planes()
+
+    def _fit_view(self) -> None:
+        if self.shape is not None and self._qt_viewer.canvas.native.isVisible():
+            self.viewer.reset_view()
+
+    def _read_fine_planes(self) -> None:
+        from app.gui.worker import BackgroundTask
+
+        token = self._token = object()
+        axis, index = self.current_plane()
+        fine = self._levels[: self._shown_level]
+
+        def read() -> None:
+            for level in fine:
+                ratio = level.shape[axis] / self.shape[axis]
+                level.read_plane(axis, min(int(index * ratio), level.shape[axis] - 1))
+
+        def done(_result=None) -> None:
+            if token is self._token and self.shape is not None:
+                self._token = None
+                self._set_image_levels(0)
+                if self._buffer is not None and not self.is_3d:
+                    self.labels_layer.visible = True
+                self.full_resolution_shown.emit()
+
+        # On a failed read napari reads the plane itself after the swap (and reports the error).
+        task = BackgroundTask(read, done, lambda _message: done())
+        # start once the coarse slice is drawn, so the read does not slow the first frame down
+        QTimer.singleShot(0, lambda: self._pool.start(task) if token is self._token else None)
+
+    def wait_full_resolution(self, timeout_ms: int = 30000) -> bool:
+        """Block (processing events) until the full-resolution slice is shown (tests, benchmarks)."""
+        import time
+
+        from PySide6.QtCore import QCoreApplication
+
+        deadline = time.monotonic() + timeout_ms / 1000
+        while self._token is not None and time.monotonic() < deadline:
+            self._pool.waitForDone(10)
+            QCoreApplication.processEvents()
+        return self._token is None
 
     def clear(self) -> None:
         """Remove overlays; hide and empty the volume and labels layers (kept for reuse)."""
@@ -194,11 +325,15 @@ class VolumeView(QWidget):
             if layer is not None and layer.data.shape != (1, 1, 1):
                 self._park_labels(layer)
         self._buffer = None
+        self._token = None  # a background read still running is dropped when it ends
         if self.image_layer.visible or self.shape is not None:
             self.image_layer.visible = False
             self.image_layer.data = self._parked_levels()
             self.image_layer.scale = (1.0, 1.0, 1.0)
+            self.image_layer.translate = (0.0, 0.0, 0.0)
         self.shape = None
+        self._levels = []
+        self._shown_level = 0
 
     @property
     def contrast(self) -> tuple[float, float]:
@@ -302,7 +437,9 @@ class VolumeView(QWidget):
         layer.translate = (0.0, 0.0, 0.0)
         layer.colormap = _label_colormap(self._colors)
         layer._reset_history()
-        layer.visible = True
+        # During a coarse first slice the paint shows with the full-resolution slice (a moment later):
+        # the first frame then needs neither a full-resolution labels slice nor its texture.
+        layer.visible = self._shown_level == 0
         layers = self.viewer.layers
         if layers.index(layer) != len(layers) - 1:
             layers.move(layers.index(layer), len(layers))

@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from app.core.progress import ProgressContext, StageError
-from app.pipeline.features import FeatureSpec, compute_features, intensity_range, read_padded
+from app.pipeline.features import FeatureSpec, compute_feature_rows, intensity_range, read_padded
 from app.pipeline.metrics import accuracy, confusion, scores
 from app.pipeline.training_data import Paint, check_paint, paint_features, sample_balanced, slice_folds
 
@@ -42,7 +42,7 @@ class QuickParams:
 
     scales: tuple[float, ...] = FeatureSpec().scales
     mode: str = "2d"
-    trees: int = 12
+    trees: int = 8
     depth: int = 12
     samples_per_class: int = 25_000
     folds: int = 3
@@ -97,21 +97,16 @@ class QuickModel:
 
     def probabilities(self, padded: np.ndarray) -> np.ndarray:
         """Class probabilities (C, z, y, x) of the centre of a block read with :meth:`margin`."""
-        feats = compute_features(padded, self.spec, self.norm)
-        n_feat = feats.shape[0]
-        shape = feats.shape[1:]
-        rows = feats.reshape(n_feat, -1).T
-        out = np.empty((rows.shape[0], len(self.classes)), dtype=np.float32)
-        self.forest.n_jobs = _torch_threads()
-        for start in range(0, rows.shape[0], PREDICT_BATCH):
-            part = np.ascontiguousarray(rows[start : start + PREDICT_BATCH])
-            out[start : start + len(part)] = self.forest.predict_proba(part)
-        return out.T.reshape((len(self.classes),) + shape)
+        rows, shape = compute_feature_rows(padded, self.spec, self.norm)
+        votes = forest_votes(self.forest, rows)
+        votes /= len(self.forest.estimators_)
+        return votes.reshape((len(self.classes),) + shape)
 
     def predict_padded(self, padded: np.ndarray) -> np.ndarray:
         """Label values (uint8) of the centre of a padded block."""
-        proba = self.probabilities(padded)
-        return np.asarray(self.classes, dtype=np.uint8)[np.argmax(proba, 0)]
+        rows, shape = compute_feature_rows(padded, self.spec, self.norm)
+        votes = forest_votes(self.forest, rows)
+        return np.asarray(self.classes, dtype=np.uint8)[np.argmax(votes, 0)].reshape(shape)
 
     def predict_region(self, array, start, stop) -> np.ndarray:
         return self.predict_padded(read_padded(array, start, stop, self.margin()))
@@ -153,10 +148,40 @@ class QuickModel:
         )
 
 
-def _torch_threads() -> int:
-    import torch
+def _leaf_tables(forest) -> list[list[np.ndarray]]:
+    """Per tree and class, each node's probability (float32, cached on the forest)."""
+    tables = getattr(forest, "_strata_leaf_tables", None)
+    if tables is None:
+        tables = []
+        for tree in forest.estimators_:
+            value = tree.tree_.value[:, 0, :].astype(np.float64)
+            total = value.sum(1, keepdims=True)
+            total[total == 0] = 1.0
+            proba = (value / total).astype(np.float32)
+            tables.append([np.ascontiguousarray(proba[:, c]) for c in range(proba.shape[1])])
+        forest._strata_leaf_tables = tables
+    return tables
 
-    return max(1, torch.get_num_threads())
+
+def forest_votes(forest, rows: np.ndarray) -> np.ndarray:
+    """Summed per-tree class probabilities (C, n) float32 of feature rows (n, F), in this thread.
+
+    Same argmax as ``forest.predict_proba`` (which averages the same per-tree
+    probabilities; only exact ties may fall differently) without its per-tree
+    float64 copies and thread pool: each tree walks the rows to their leaves
+    and adds its leaves' probabilities, one class at a time.
+    """
+    rows = np.ascontiguousarray(rows, dtype=np.float32)
+    tables = _leaf_tables(forest)
+    votes = np.zeros((len(tables[0]), rows.shape[0]), dtype=np.float32)
+    for start in range(0, rows.shape[0], PREDICT_BATCH):
+        part = rows[start : start + PREDICT_BATCH]
+        acc = votes[:, start : start + len(part)]
+        for tree, per_class in zip(forest.estimators_, tables):
+            leaves = tree.tree_.apply(part)
+            for c, table in enumerate(per_class):
+                acc[c] += np.take(table, leaves)
+    return votes
 
 
 def fit_rows(rows: np.ndarray, labels: np.ndarray, params: QuickParams):

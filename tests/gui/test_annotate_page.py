@@ -340,3 +340,50 @@ def test_a_mouse_click_on_the_canvas_is_on_disk_at_release(env, qtbot):
     painted = np.argwhere(labels)
     assert seen == [(0, 12)] and len(painted) > 30
     assert set(painted[:, 0]) == {12} and set(labels[labels > 0].tolist()) == {2}
+
+
+def test_first_slice_comes_from_a_coarse_level_then_full_resolution(env):
+    store, page = env
+    data = phantom((16, 600, 600))  # levels (16, 600, 600), (8, 300, 300), (4, 150, 150)
+    job = converted_job(store, data, name="wide")
+    page.set_job(job.id)
+    view = page.view
+    assert view.shown_level == 2, "the first slice should come from the 150 x 150 level"
+    assert len(view.image_layer.data) == 1 and view.image_layer.visible
+    assert page.current_plane() == (0, 8)
+    assert view.wait_full_resolution(20000)
+    assert view.shown_level == 0 and len(view.image_layer.data) == 3
+    assert view.image_layer.scale == pytest.approx([1.0, 1.0, 1.0])
+    assert view.image_layer.translate == pytest.approx([0.0, 0.0, 0.0])
+    assert (0, 8) in view._levels[0].planes, "the full-resolution plane was read in the background"
+    shown = np.asarray(view.image_layer._slice.image.raw) if hasattr(view.image_layer, "_slice") else None
+    if shown is not None and shown.shape == (600, 600):
+        assert np.array_equal(shown, data[8])
+    shot = view.screenshot()
+    assert shot[..., :3].std() > 5
+    assert page.current_plane() == (0, 8) and page.slice_label.text().startswith("z slice 8 of 15")
+    # another job while the read of this one runs: the late result is dropped, not shown
+    page.set_job(job.id)
+    first = open_job(env)[2]
+    assert view.wait_full_resolution(20000)
+    assert view.shape == SHAPE and page._loaded_job == first.id
+
+
+def test_hidden_page_does_no_work_until_shown_and_opens_mid_volume(env, qtbot):
+    store, page = env
+    store_, page_, first = open_job(env)
+    page.go_to(0, SHAPE[0] - 1)  # the user looked at the last slice of the previous job
+    job = converted_job(store, phantom(SHAPE), name="hidden")
+    page.hide()
+    try:
+        page.set_job(job.id)
+        assert page.buffer is None and page.volume is None, "a hidden page must not open the volume"
+        page.app.scheduler.status_changed.emit(job.id, "converted", "converted")
+        QApplication.processEvents()
+        assert page.buffer is None, "a status change must not load a hidden page"
+    finally:
+        page.show()
+    page.page_shown()  # what the main window calls when the tab is shown
+    assert page.buffer is not None and page._loaded_job == job.id
+    assert page.current_plane() == (0, SHAPE[0] // 2)
+    assert page.slice_label.text().startswith(f"z slice {SHAPE[0] // 2} of {SHAPE[0] - 1}")

@@ -153,3 +153,10 @@ def test_scanner_finds_a_resource_path():
     tree = ast.parse('RESOURCES_DIR / "icons" / "strata.svg"', mode="eval")
     base, parts = _path_parts(tree.body)
     assert _mentions_resources(base) and parts == ["icons", "strata.svg"]
+
+
+def test_qt_modules_the_viewers_need_are_not_excluded():
+    """napari's canvas (VisPy's Qt backend) imports QtTest, QtOpenGL and QtSvg when it starts."""
+    unused = spec_assignment("UNUSED_QT")
+    for needed in ("QtCore", "QtGui", "QtWidgets", "QtOpenGL", "QtOpenGLWidgets", "QtSvg", "QtTest"):
+        assert needed not in unused, f"the spec leaves out PySide6.{needed}, which the app needs"

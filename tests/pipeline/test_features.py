@@ -65,3 +65,20 @@ def test_compute_features_rejects_a_block_smaller_than_its_margin():
     spec = FeatureSpec(scales=(5.0,))
     with pytest.raises(ValueError):
         compute_features(np.zeros((1, 10, 10), np.float32), spec, (0.0, 1.0))
+
+
+@pytest.mark.parametrize("mode", ["2d", "3d"])
+def test_feature_rows_are_the_stacked_features_one_row_per_voxel(mode):
+    import torch
+
+    from app.pipeline.features import compute_feature_rows, compute_features_torch
+
+    spec = FeatureSpec(scales=(0.7, 2.0), mode=mode)
+    margin = spec.margin()
+    padded = _volume(tuple(n + 2 * m for n, m in zip((3, 21, 19), margin)))
+    rows, shape = compute_feature_rows(padded, spec, (0.0, 1000.0))
+    with torch.no_grad():
+        stacked = compute_features_torch(torch.from_numpy(padded), spec, (0.0, 1000.0)).numpy()
+    assert shape == (3, 21, 19) and rows.shape == (3 * 21 * 19, spec.count) and rows.flags.c_contiguous
+    assert np.array_equal(rows, stacked.reshape(spec.count, -1).T)
+    assert np.array_equal(compute_features(padded, spec, (0.0, 1000.0)), stacked)

@@ -182,3 +182,15 @@ def test_clean_up_removes_specks_and_fills_holes():
     assert out[0, 0, 0] == 1 and (out[9:11, 9:11, 9:11] == 2).all()
     largest = clean_labels(labels, [1, 2], [1], CleanUp(keep_largest=True))
     assert largest[0, 0, 0] == 1 and largest[5, 5, 5] == 2
+
+
+def test_fast_forest_votes_agree_with_scikit_learn(quick):
+    from app.pipeline.quick import forest_votes
+
+    model, _ = quick
+    rng = np.random.default_rng(3)
+    rows = rng.normal(size=(5000, model.spec.count)).astype(np.float32)
+    votes = forest_votes(model.forest, rows)
+    expected = model.forest.predict_proba(rows)
+    assert votes.shape == (len(model.classes), len(rows))
+    assert np.allclose(votes.T / len(model.forest.estimators_), expected, atol=1e-5)

@@ -347,11 +347,11 @@ class AnnotatePage(JobPage):
             return
         if self.isVisible():
             self.load_job()
-        else:
+        else:  # a hidden page does no heavy work: open the job when the tab is shown
             self._pending_job = True
 
     def page_shown(self) -> None:
-        if self._pending_job:
+        if self._pending_job or (self.job_id is not None and self._loaded_job != self.job_id):
             self.load_job()
 
     def page_hidden(self) -> None:
@@ -366,8 +366,11 @@ class AnnotatePage(JobPage):
         if job_id != self.job_id:
             return
         self._update_job_label()
-        if self.volume is None and (self.isVisible() or self._pending_job):
-            self.load_job()
+        if self.volume is None:  # e.g. the job was converting: open it now, or when the tab is shown
+            if self.isVisible():
+                self.load_job()
+            else:
+                self._pending_job = True
 
     def load_job(self) -> bool:
         """Open the selected job's volume and annotations; returns whether it could."""
@@ -396,9 +399,14 @@ class AnnotatePage(JobPage):
         self.buffer = AnnotationBuffer(array)
         self._loaded_job = job.id
         self._refresh_classes()
+        if self.view_stack.currentWidget() is not view:  # the canvas gets its size before the camera fits
+            self.view_stack.setCurrentWidget(view)
+            view.updateGeometry()
+            self.view_stack.layout().activate()
         view.show_volume(volume.levels, volume.spacing, reveal=False)
         view.set_labels(self.buffer, self._colors())
-        view.reveal()
+        view.go_to(0, volume.shape[0] // 2)  # open at the middle z slice
+        view.reveal()  # the first slice from a coarse level; full resolution follows
         self.view_stack.setCurrentWidget(view)
         self._set_enabled(True)
         self._sync_contrast_widgets()
