@@ -36,6 +36,20 @@ TOOLS = ("paint", "erase", "fill")
 MAX_LISTED_SLICES = 400
 
 
+def _warm_up_zarr() -> None:
+    """Read a tiny in-memory zarr array once: zarr's event loop, thread pool and codecs start now,
+    not on the first job opened (about 0.1 s)."""
+    import numpy as np
+    import zarr
+
+    from app.pipeline.volume import default_compressor
+
+    array = zarr.create_array(store=zarr.storage.MemoryStore(), shape=(2, 64, 64), chunks=(1, 64, 64),
+                              dtype="uint16", compressors=[default_compressor()])
+    array[:] = 1
+    np.percentile(np.asarray(array[0]), [0.5, 99.5])
+
+
 class ImportDialog(QDialog):
     """Choose a label volume, optionally slices of one plane, and a value mapping."""
 
@@ -337,6 +351,7 @@ class AnnotatePage(JobPage):
         import app.pipeline.annotations  # noqa: F401 - zarr takes a second to import
         import app.stages.annotation  # noqa: F401
 
+        _warm_up_zarr()
         self._ensure_view()
 
     # -- jobs -----------------------------------------------------------------
@@ -374,7 +389,7 @@ class AnnotatePage(JobPage):
 
     def load_job(self) -> bool:
         """Open the selected job's volume and annotations; returns whether it could."""
-        from app.pipeline.annotations import AnnotationBuffer, open_annotations
+        from app.pipeline.annotations import AnnotationBuffer, AnnotationStats, open_annotations
         from app.pipeline.volume import open_volume
         from app.core.statuses import parse_status
         from app.stages.annotation import HAS_VOLUME, record_counts
@@ -395,15 +410,16 @@ class AnnotatePage(JobPage):
             self._update_job_label()
             return False
         view = self._ensure_view()
+        stats = AnnotationStats.scan(array)
         self.volume = volume
-        self.buffer = AnnotationBuffer(array)
         self._loaded_job = job.id
-        self._refresh_classes()
         if self.view_stack.currentWidget() is not view:  # the canvas gets its size before the camera fits
             self.view_stack.setCurrentWidget(view)
             view.updateGeometry()
             self.view_stack.layout().activate()
         view.show_volume(volume.levels, volume.spacing, reveal=False)
+        self.buffer = AnnotationBuffer(array, stats)
+        self._refresh_classes()
         view.set_labels(self.buffer, self._colors())
         view.go_to(0, volume.shape[0] // 2)  # open at the middle z slice
         view.reveal()  # the first slice from a coarse level; full resolution follows
