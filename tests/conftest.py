@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-# set once before torch loads (spinning OpenMP threads starve each other on a busy machine)
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
+import app  # noqa: F401 - sets OMP_WAIT_POLICY before any test loads torch
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,6 +3,10 @@
 Classes are balanced (equal capped samples per class, and balanced weights),
 and the samples are capped so a fit takes seconds. Held-out Dice/IoU come from
 k-fold splits by painted slice before the final fit on all paint.
+
+Segmentation speed: features come as one row per voxel (no transpose), and a
+block's rows go through the trees in the block's own thread
+(:func:`forest_votes`), so block workers do not contend for a forest's pool.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from app.pipeline.training_data import Paint, check_paint, paint_features, sampl
 # scikit-learn warns when a forest predicts from a thread it did not configure (our block workers)
 warnings.filterwarnings("ignore", message=r"`sklearn.utils.parallel.delayed` should be used")
 
-#: Rows per predict call: large enough to amortise the forest's overhead.
+#: Rows walked through the trees at a time (bounds the leaf-index arrays).
 PREDICT_BATCH = 1 << 18
 
 

@@ -12,12 +12,6 @@ norm in inference mode only, so labels do not depend on the block size.
 
 from __future__ import annotations
 
-import os as _os
-
-# OpenMP threads that spin while waiting starve each other on a busy machine
-# (measured: a U-Net step 10x slower); must be set before torch loads.
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 import json
 import math
 import time
