@@ -101,7 +101,31 @@ def check_sources(kind: str, paths: Sequence[str]) -> str:
     return ""
 
 
-class NewJobDialog(QDialog):
+class _CheckedDialog(QDialog):
+    """A dialog whose OK button is enabled only while ``problem()`` finds nothing wrong."""
+
+    message_label: QLabel
+    buttons: QDialogButtonBox
+
+    def problem(self) -> str:
+        """What is missing or wrong, as a sentence ("" when nothing is)."""
+        return ""
+
+    @Slot()
+    def validate(self) -> str:
+        """Show the problem, if any, and enable OK only when there is none."""
+        problem = self.problem()
+        self.message_label.setText(problem)
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(not problem)
+        return problem
+
+    def accept(self) -> None:  # noqa: D102
+        if self.validate():
+            return
+        super().accept()
+
+
+class NewJobDialog(_CheckedDialog):
     """Create a job: pick the scan, name it, and optionally give its voxel size."""
 
     def __init__(self, parent: QWidget | None = None, sources: Sequence[str] = ()) -> None:
@@ -228,20 +252,12 @@ class NewJobDialog(QDialog):
         return NewJobRequest(self.name_edit.text().strip(), self.sources(), spacing, unit)  # type: ignore[arg-type]
 
     # -- validation ------------------------------------------------------------
-    @Slot()
-    def validate(self) -> str:
-        """Show what is missing or wrong; the Create button is enabled only when nothing is."""
+    def problem(self) -> str:
+        """What is missing or wrong; the Create button is enabled only when nothing is."""
         problem = check_sources(self.kind, self._sources)
         if not problem and not self.name_edit.text().strip():
             problem = "Give the job a name."
-        self.message_label.setText(problem)
-        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(not problem)
         return problem
-
-    def accept(self) -> None:  # noqa: D102
-        if self.validate():
-            return
-        super().accept()
 
     # -- slots -------------------------------------------------------------------
     @Slot(bool)
@@ -277,7 +293,7 @@ class NewJobDialog(QDialog):
             self.set_sources(paths, self.kind)
 
 
-class RenameDialog(QDialog):
+class RenameDialog(_CheckedDialog):
     """Give a job another name."""
 
     def __init__(self, name: str, parent: QWidget | None = None) -> None:
@@ -305,14 +321,5 @@ class RenameDialog(QDialog):
     def name(self) -> str:
         return self.name_edit.text().strip()
 
-    @Slot()
-    def validate(self) -> str:
-        problem = "" if self.name() else "A job's name cannot be empty."
-        self.message_label.setText(problem)
-        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(not problem)
-        return problem
-
-    def accept(self) -> None:  # noqa: D102
-        if self.validate():
-            return
-        super().accept()
+    def problem(self) -> str:  # noqa: D102
+        return "" if self.name() else "A job's name cannot be empty."
