@@ -15,7 +15,7 @@ from typing import Any, Callable
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal, Slot
 
 from app.core.progress import ProgressContext
-from app.runner import Runner
+from app.runner import STAGES, Runner
 from app.store.jobs import JobStore
 
 
@@ -28,41 +28,24 @@ class StageSignals(QObject):
     finished = Signal(int)
 
 
-class _SignalEvents:
-    """RunnerEvents that emit a StageSignals object's signals."""
+class _EmitEvents:
+    """RunnerEvents that emit the signals of ``target`` (a StageSignals or the scheduler).
 
-    def __init__(self, signals: StageSignals) -> None:
-        self.signals = signals
+    ``finished`` is not forwarded: the runner says it after every stage, and with
+    ``follow`` more stages may come; the runnable emits it once, when it has ended.
+    """
 
-    def status_changed(self, job_id: int, old: str, new: str) -> None:
-        self.signals.status_changed.emit(job_id, old, new)
-
-    def progress(self, job_id: int, fraction: float, message: str) -> None:
-        self.signals.progress.emit(job_id, fraction, message)
-
-    def failed(self, job_id: int, message: str) -> None:
-        self.signals.failed.emit(job_id, message)
-
-    def finished(self, job_id: int) -> None:
-        # The runner says this after every stage; with ``follow`` more stages may
-        # come. The runnable emits ``finished`` once, when it has really ended.
-        pass
-
-
-class _SchedulerEvents:
-    """RunnerEvents for work done on the UI thread: emit the scheduler's own signals."""
-
-    def __init__(self, scheduler: "JobScheduler") -> None:
-        self.scheduler = scheduler
+    def __init__(self, target: QObject) -> None:
+        self.target = target
 
     def status_changed(self, job_id: int, old: str, new: str) -> None:
-        self.scheduler.status_changed.emit(job_id, old, new)
+        self.target.status_changed.emit(job_id, old, new)
 
     def progress(self, job_id: int, fraction: float, message: str) -> None:
-        self.scheduler.progress.emit(job_id, fraction, message)
+        self.target.progress.emit(job_id, fraction, message)
 
     def failed(self, job_id: int, message: str) -> None:
-        self.scheduler.failed.emit(job_id, message)
+        self.target.failed.emit(job_id, message)
 
     def finished(self, job_id: int) -> None:
         pass
@@ -72,7 +55,7 @@ class StageRunnable(QRunnable):
     """Runs a job's waiting stage(s) in a pool thread."""
 
     def __init__(
-        self, store: JobStore, job_id: int, ctx: ProgressContext, signals: StageSignals, stages=None
+        self, store: JobStore, job_id: int, ctx: ProgressContext, signals: StageSignals, stages=STAGES
     ) -> None:
         super().__init__()
         self.store = store
@@ -86,8 +69,7 @@ class StageRunnable(QRunnable):
         try:
             if self.ctx.cancelled:  # cancelled while waiting for a free thread
                 return
-            extra = {"stages": self.stages} if self.stages is not None else {}
-            Runner(self.store, _SignalEvents(self.signals), **extra).run_job(self.job_id, self.ctx)
+            Runner(self.store, _EmitEvents(self.signals), self.stages).run_job(self.job_id, self.ctx)
         except Exception as exc:  # noqa: BLE001 - never let a worker die silently
             traceback.print_exc()
             self.signals.failed.emit(self.job_id, f"{type(exc).__name__}: {exc}")
@@ -106,11 +88,11 @@ class JobScheduler(QObject):
     idle = Signal()
 
     def __init__(
-        self, store: JobStore, max_threads: int = 2, parent: QObject | None = None, stages=None
+        self, store: JobStore, max_threads: int = 2, parent: QObject | None = None, stages=STAGES
     ) -> None:
         super().__init__(parent)
         self.store = store
-        #: The runner's stage table (None: app.runner.STAGES); tests pass their own.
+        #: The runner's stage table; tests pass their own.
         self.stages = stages
         self.pool = QThreadPool(self)
         self.pool.setMaxThreadCount(max(1, max_threads))
@@ -134,7 +116,7 @@ class JobScheduler(QObject):
 
     def start_queued(self) -> list[int]:
         """Recover jobs a crash left running, then start every queued job."""
-        runner = Runner(self.store, stages=self.stages) if self.stages is not None else Runner(self.store)
+        runner = Runner(self.store, stages=self.stages)
         runner.recover()
         started = [job_id for job_id in runner.queued_jobs() if self.submit(job_id)]
         return started
@@ -158,7 +140,7 @@ class JobScheduler(QObject):
 
         Raises :class:`app.core.statuses.TransitionError` when nothing is queued.
         """
-        Runner(self.store, _SchedulerEvents(self)).cancel_queued(job_id)
+        Runner(self.store, _EmitEvents(self), self.stages).cancel_queued(job_id)
 
     def cancel_all(self) -> None:
         for ctx in self._contexts.values():
