@@ -9,16 +9,15 @@ import argparse
 from pathlib import Path
 
 from app.cli import CliError
-from app.cli.common import TerminalBar, open_store, print_json
+from app.cli.common import TerminalBar, job_command, open_store, print_json
 from app.core.progress import StageError
 
 
 def register(sub, common) -> None:
-    p = sub.add_parser(
-        "annotate", parents=[common],
-        help="import a label volume (TIFF stack, multi-page TIFF, zarr, npy) as annotations",
+    p = job_command(
+        sub, common, "annotate",
+        "import a label volume (TIFF stack, multi-page TIFF, zarr, npy) as annotations",
     )
-    p.add_argument("job", metavar="JOB", help="job id or name")
     p.add_argument("--labels", required=True, metavar="PATH", help="label volume of the volume's shape")
     p.add_argument(
         "--slices", metavar="AXIS:I,J,K",
@@ -30,8 +29,7 @@ def register(sub, common) -> None:
     )
     p.set_defaults(handler=cmd_annotate)
 
-    p = sub.add_parser("classes", parents=[common], help="list a job's label classes, or add one")
-    p.add_argument("job", metavar="JOB", help="job id or name")
+    p = job_command(sub, common, "classes", "list a job's label classes, or add one")
     p.add_argument("--add", metavar="NAME", help="add a class with the next value and a new colour")
     p.add_argument("--color", metavar="#RRGGBB", help="colour of the class added with --add")
     p.add_argument("--json", action="store_true", help="print the classes as JSON")

@@ -16,6 +16,13 @@ def open_store(args) -> JobStore:
     return JobStore(getattr(args, "workspace", None))
 
 
+def job_command(sub, common, name: str, help: str):
+    """A subcommand whose first argument is a job (id or name)."""
+    parser = sub.add_parser(name, parents=[common], help=help)
+    parser.add_argument("job", metavar="JOB", help="job id or name")
+    return parser
+
+
 def print_json(data: Any) -> None:
     json.dump(data, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")

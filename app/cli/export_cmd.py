@@ -11,7 +11,7 @@ import importlib
 import sys
 
 from app.cli import CliError
-from app.cli.common import open_store
+from app.cli.common import job_command, open_store
 
 #: what -> ("module:function", formats)
 EXPORTERS: dict[str, tuple[str, tuple[str, ...]]] = {}
@@ -21,8 +21,7 @@ EXPORTERS["segmentation"] = ("app.stages.segment:export_segmentation", ("tiff", 
 
 
 def register(sub, common) -> None:
-    p = sub.add_parser("export", parents=[common], help="export annotations, a segmentation or meshes")
-    p.add_argument("job", metavar="JOB")
+    p = job_command(sub, common, "export", "export annotations, a segmentation or meshes")
     p.add_argument("--what", required=True, choices=["annotations", "segmentation", "meshes"])
     p.add_argument("--format", required=True, help="tiff, png, zarr, npy, stl, obj, ply, ...")
     p.add_argument("--out", required=True, help="output file or folder")

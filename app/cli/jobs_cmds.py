@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from app.cli import CliError
-from app.cli.common import TerminalBar, open_store, print_json
+from app.cli.common import TerminalBar, job_command, open_store, print_json
 from app.core.statuses import ERRORS, JobStatus
 
 
@@ -35,22 +35,18 @@ def register(sub, common) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per job")
     p.set_defaults(handler=cmd_jobs)
 
-    p = sub.add_parser("status", parents=[common], help="one job and its timeline")
-    p.add_argument("job", metavar="JOB", help="job id or name")
+    p = job_command(sub, common, "status", "one job and its timeline")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_status)
 
-    p = sub.add_parser("rename", parents=[common], help="rename a job")
-    p.add_argument("job", metavar="JOB")
+    p = job_command(sub, common, "rename", "rename a job")
     p.add_argument("name", metavar="NAME")
     p.set_defaults(handler=cmd_rename)
 
-    p = sub.add_parser("delete", parents=[common], help="delete a job and its files")
-    p.add_argument("job", metavar="JOB")
+    p = job_command(sub, common, "delete", "delete a job and its files")
     p.set_defaults(handler=cmd_delete)
 
-    p = sub.add_parser("cancel", parents=[common], help="take a queued job out of its queue")
-    p.add_argument("job", metavar="JOB")
+    p = job_command(sub, common, "cancel", "take a queued job out of its queue")
     p.set_defaults(handler=cmd_cancel)
 
 

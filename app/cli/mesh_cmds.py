@@ -7,13 +7,12 @@ import signal
 import sys
 
 from app.cli import CliError
-from app.cli.common import TerminalBar, open_store, print_json
+from app.cli.common import TerminalBar, job_command, open_store, print_json
 
 
 def register(sub, common) -> None:
     """Add the mesh subcommands."""
-    p = sub.add_parser("mesh", parents=[common], help="make closed surfaces of a segmented job")
-    p.add_argument("job", metavar="JOB", help="job id or name")
+    p = job_command(sub, common, "mesh", "make closed surfaces of a segmented job")
     p.add_argument("--smooth", type=float, default=None, metavar="S",
                    help="smoothing strength, 0 (off) to 1 (default 0.5)")
     p.add_argument("--decimate", type=float, default=None, metavar="F",
@@ -22,8 +21,7 @@ def register(sub, common) -> None:
                    help="segmentation id (default: the newest complete one)")
     p.set_defaults(handler=cmd_mesh)
 
-    p = sub.add_parser("meshes", parents=[common], help="list a job's meshes: stats and file paths")
-    p.add_argument("job", metavar="JOB", help="job id or name")
+    p = job_command(sub, common, "meshes", "list a job's meshes: stats and file paths")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=cmd_meshes)
 

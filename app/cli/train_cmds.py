@@ -6,13 +6,12 @@ import argparse
 import signal
 
 from app.cli import CliError
-from app.cli.common import TerminalBar, open_store, print_json
+from app.cli.common import TerminalBar, job_command, open_store, print_json
 
 
 def register(sub, common) -> None:
     """Add the training and segmentation subcommands."""
-    p = sub.add_parser("train", parents=[common], help="train a model on the paint, then segment the volume")
-    p.add_argument("job", metavar="JOB", help="job id or name")
+    p = job_command(sub, common, "train", "train a model on the paint, then segment the volume")
     p.add_argument("--model", choices=["quick", "deep"], default="quick",
                    help="quick: random forest on filter features (seconds); deep: a 2D U-Net (minutes)")
     p.add_argument("--scales", default=None, metavar="S,S,...",
@@ -27,15 +26,13 @@ def register(sub, common) -> None:
     p.add_argument("--no-segment", action="store_true", help="train only; segment later with `segment`")
     p.set_defaults(handler=cmd_train)
 
-    p = sub.add_parser("segment", parents=[common], help="segment the whole volume with a trained model")
-    p.add_argument("job", metavar="JOB", help="job id or name")
+    p = job_command(sub, common, "segment", "segment the whole volume with a trained model")
     p.add_argument("--model", type=int, default=None, metavar="MODEL_ID",
                    help="model id, of this job or another (default: the job's newest)")
     _add_cleanup(p)
     p.set_defaults(handler=cmd_segment)
 
-    p = sub.add_parser("models", parents=[common], help="list a job's models with held-out metrics")
-    p.add_argument("job", metavar="JOB", help="job id or name")
+    p = job_command(sub, common, "models", "list a job's models with held-out metrics")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=cmd_models)
 
