@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QObject, QThreadPool, Signal
+from PySide6.QtCore import QObject, QThreadPool, QTimer, Signal
 from PySide6.QtWidgets import QCheckBox, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from app.gui.worker import BackgroundTask
@@ -49,6 +49,8 @@ class PreviewEngine:
         self.forest = None
         self.classes: list[int] = []
         self._chunks: dict = {}
+        self._paint_key: frozenset | None = None  # the paint chunks read last, with their stamps
+        self._fitted_on: frozenset | None = None  # ... and those of the last fit
 
     def plane_features(self, axis: int, index: int) -> np.ndarray:
         """Features (F, H, W) of one plane (cached)."""
@@ -95,6 +97,7 @@ class PreviewEngine:
                 cached = (stamp, np.stack(found, 1).astype(np.int64) + offset, data[found])
             seen[index] = cached
         self._chunks = seen
+        self._paint_key = frozenset((index, stamp) for index, (stamp, _, _) in seen.items())
         if not seen:
             return None
         coords = np.concatenate([c[1] for c in seen.values()])
@@ -105,15 +108,17 @@ class PreviewEngine:
         return Paint(coords, labels, plane_ids, planes)
 
     def fit(self) -> bool:
-        """Refit on the current paint; False when it has fewer than two classes."""
+        """Refit on the current paint (unless it is unchanged); False when it has fewer than two classes."""
         from sklearn.ensemble import RandomForestClassifier
 
         from app.pipeline.training_data import sample_balanced
 
         paint = self._paint()
         if paint is None or len(paint.classes) < 2:
-            self.forest = None
+            self.forest, self._fitted_on = None, None
             return False
+        if self.forest is not None and self._fitted_on == self._paint_key:
+            return True
         sample = sample_balanced(paint, self.SAMPLES_PER_CLASS)
         rows = np.empty((sample.count, self.spec.count), np.float32)
         for plane_id in np.unique(sample.plane_ids):
@@ -125,26 +130,30 @@ class PreviewEngine:
             rows[mask] = feats[:, c[:, other[0]], c[:, other[1]]].T
         forest = RandomForestClassifier(
             n_estimators=self.TREES, max_depth=self.DEPTH, min_samples_leaf=2,
-            class_weight="balanced", n_jobs=2, random_state=0,
+            class_weight="balanced", n_jobs=1, random_state=0,  # small: threads would cost more than they save
         )
         forest.fit(rows, sample.labels)
         self.forest, self.classes = forest, [int(c) for c in forest.classes_]
+        self._fitted_on = self._paint_key
         return True
 
     def probabilities(self, axis: int, index: int) -> np.ndarray | None:
         """Class probabilities (C, H, W) of a plane with the last fit, or None."""
         if self.forest is None:
             return None
+        from app.pipeline.quick import forest_votes
+
         feats = self.plane_features(axis, index)
-        rows = feats.reshape(feats.shape[0], -1).T
-        proba = self.forest.predict_proba(rows)
-        return proba.T.reshape((len(self.classes),) + feats.shape[1:])
+        votes = forest_votes(self.forest, feats.reshape(feats.shape[0], -1).T)  # in this thread, no pool
+        votes /= len(self.forest.estimators_)
+        return votes.reshape((len(self.classes),) + feats.shape[1:])
 
     def update(self, axis: int, index: int) -> np.ndarray | None:
         """Refit and predict plane (axis, index): label values (H, W) uint8, or None."""
-        if not self.fit():
-            return None
-        proba = self.probabilities(axis, index)
+        with one_torch_thread():
+            if not self.fit():
+                return None
+            proba = self.probabilities(axis, index)
         return np.asarray(self.classes, np.uint8)[np.argmax(proba, 0)]
 
     def suggest(self, exclude_within: int = 2) -> tuple[int, int, float] | None:
@@ -153,13 +162,17 @@ class PreviewEngine:
         Computed on a coarse level of the pyramid (a small forest refitted there on
         the paint, scales shrunk alike), away from painted slices.
         """
+        paint = self._paint()
+        if paint is None or len(paint.classes) < 2:
+            return None
+        with one_torch_thread():
+            return self._least_sure(paint, exclude_within)
+
+    def _least_sure(self, paint, exclude_within: int) -> tuple[int, int, float] | None:
         from sklearn.ensemble import RandomForestClassifier
 
         from app.pipeline.features import FeatureSpec, block_features
 
-        paint = self._paint()
-        if paint is None or len(paint.classes) < 2:
-            return None
         level = _coarse_level(self.volume)
         coarse = self.volume.levels[level]
         factor = [full / part for full, part in zip(self.volume.shape, coarse.shape)]
@@ -185,6 +198,27 @@ class PreviewEngine:
         return best
 
 
+class one_torch_thread:
+    """Torch on one thread in the calling thread (its setting is per thread), restored afterwards.
+
+    The preview shares two cores with the UI thread's rendering: more threads
+    mostly wait on each other (0.1 s features of a 512^2 slice took 0.4-1.4 s
+    with two threads on a busy machine).
+    """
+
+    def __enter__(self):
+        import torch
+
+        self.saved = torch.get_num_threads()
+        torch.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import torch
+
+        torch.set_num_threads(self.saved)
+
+
 def _coarse_level(volume, max_voxels: int = 2_000_000) -> int:
     for level, array in enumerate(volume.levels):
         if int(np.prod(array.shape)) <= max_voxels:
@@ -203,7 +237,14 @@ class _Request:
 
 
 class LivePreview(QObject):
-    """Runs :class:`PreviewEngine` after each stroke of an Annotate page; newest request wins."""
+    """Runs :class:`PreviewEngine` after each stroke of an Annotate page; newest request wins.
+
+    It also follows the slice on screen (after a short pause on it), so the
+    slice's features are ready and its preview shown before the first stroke.
+    """
+
+    #: Milliseconds a slice must stay on screen before it is previewed.
+    FOLLOW_DELAY_MS = 150
 
     #: A preview was shown: (axis, index, seconds from the request to the overlay).
     preview_shown = Signal(int, int, float)
@@ -227,21 +268,46 @@ class LivePreview(QObject):
         self.dropped = 0
         self.last_latency = 0.0
         self._shown_plane: tuple[int, int, int] | None = None
+        self._watched_view = None
+        self._follow = QTimer(self)
+        self._follow.setSingleShot(True)
+        self._follow.setInterval(self.FOLLOW_DELAY_MS)
+        self._follow.timeout.connect(self._preview_shown_slice)
         page.stroke_committed.connect(self.on_stroke)
 
     # -- requests -------------------------------------------------------------------
     def set_enabled(self, on: bool) -> None:
         self.enabled = bool(on)
         if self.enabled:
+            self._watch_view()
             axis, index = self.page.current_plane()
             self.request(axis, index)
         else:
+            self._follow.stop()
             self._serial += 1  # whatever runs now is stale
             self.page.remove_overlay(PREVIEW_LAYER)
             self._shown_plane = None
 
     def on_stroke(self, axis: int, index: int) -> None:
         if self.enabled:
+            self._watch_view()
+            self.request(axis, index)
+
+    def _watch_view(self) -> None:
+        """Follow the displayed slice of the page's viewer (created lazily by the page)."""
+        view = getattr(self.page, "view", None)
+        if view is not None and view is not self._watched_view:
+            view.plane_changed.connect(self._on_plane_changed)
+            self._watched_view = view
+
+    def _on_plane_changed(self, _axis: int, _index: int) -> None:
+        if self.enabled:
+            self._follow.start()  # restarts while the user moves through slices
+
+    def _preview_shown_slice(self) -> None:
+        job_id = self._job_id()
+        axis, index = self.page.current_plane()
+        if self.enabled and job_id is not None and self._shown_plane != (job_id, axis, index):
             self.request(axis, index)
 
     def request(self, axis: int, index: int) -> None:

@@ -184,13 +184,14 @@ class _Filters:
         """Central difference along an axis of (N, D, H, W) (shrinks it by 2)."""
         a = 1 + axis
         n = t.shape[a]
-        return (t.narrow(a, 2, n - 2) - t.narrow(a, 0, n - 2)) * 0.5
+        return (t.narrow(a, 2, n - 2) - t.narrow(a, 0, n - 2)).mul_(0.5)
 
     @staticmethod
     def diff2(t, axis: int):
         a = 1 + axis
         n = t.shape[a]
-        return t.narrow(a, 2, n - 2) - 2 * t.narrow(a, 1, n - 2) + t.narrow(a, 0, n - 2)
+        out = t.narrow(a, 2, n - 2) + t.narrow(a, 0, n - 2)
+        return out.sub_(t.narrow(a, 1, n - 2), alpha=2.0)
 
     def crop(self, t, width: int):
         """Remove ``width`` voxels from both ends of each filter axis of (N, D, H, W)."""
@@ -210,89 +211,95 @@ class _Filters:
         return t
 
 
-def _eigen2(a, b, c):
-    """Eigenvalues (larger first) of [[a, c], [c, b]], elementwise."""
+def _eigen2_into(a, b, c, larger, smaller) -> None:
+    """Eigenvalues of [[a, c], [c, b]] elementwise, written into ``larger`` and ``smaller``.
+
+    (a + b) / 2 +- hypot((a - b) / 2, c), in six passes over memory.
+    """
     import torch
 
-    half = (a + b) * 0.5
-    root = torch.sqrt(((a - b) * 0.5) ** 2 + c * c)
-    return half + root, half - root
+    torch.lerp(a, b, 0.5, out=larger)  # the mean (a + b) / 2
+    root = torch.sub(a, larger)  # (a - b) / 2
+    torch.hypot(root, c, out=root)
+    torch.sub(larger, root, out=smaller)
+    larger.add_(root)
 
 
-def _eigen3(xx, yy, zz, xy, xz, yz):
-    """Eigenvalues (descending) of symmetric 3x3 matrices, elementwise."""
+def _eigen3_into(xx, yy, zz, xy, xz, yz, outs) -> None:
+    """Eigenvalues (descending) of symmetric 3x3 matrices, elementwise, written into ``outs``."""
     import torch
 
     m = torch.stack(
         [torch.stack([zz, yz, xz], -1), torch.stack([yz, yy, xy], -1), torch.stack([xz, xy, xx], -1)], -2
     )
     ev = torch.linalg.eigvalsh(m.double()).float()
-    return ev[..., 2], ev[..., 1], ev[..., 0]
+    for i, out in enumerate(outs):
+        out.copy_(ev[..., 2 - i])
 
 
 def compute_features(padded: np.ndarray, spec: FeatureSpec, norm: tuple[float, float], device=None) -> np.ndarray:
     """Features of the centre of a block read with :meth:`FeatureSpec.margin`.
 
     ``padded`` is (z, y, x) raw intensities; returns float32 (F, z', y', x') with
-    the margin removed. It is a view of :func:`compute_feature_rows`' array, so
-    ``feats.reshape(F, -1).T`` gives the rows back without a copy.
+    the margin removed, C-contiguous, so ``feats.reshape(F, -1).T`` is one row per
+    voxel without a copy.
     """
-    rows, shape = compute_feature_rows(padded, spec, norm, device)
-    return rows.T.reshape((rows.shape[1],) + shape)
+    import torch
+
+    with torch.no_grad():
+        feats = compute_features_torch(torch.from_numpy(np.ascontiguousarray(padded)), spec, norm, device)
+    return feats.cpu().numpy()
 
 
 def compute_feature_rows(
     padded: np.ndarray, spec: FeatureSpec, norm: tuple[float, float], device=None
 ) -> tuple[np.ndarray, tuple[int, int, int]]:
-    """Features of the centre of a padded block as rows: float32 (z' * y' * x', F), and (z', y', x').
+    """Features of the centre of a padded block as rows (z' * y' * x', F) float32, and (z', y', x').
 
-    One row per voxel is what a forest predicts from, so no transpose is needed.
+    The rows are a transposed view of the (F, voxels) feature maps (no copy):
+    scikit-learn's trees walk such strided rows as fast as contiguous ones.
     """
-    import torch
-
-    with torch.no_grad():
-        feats = compute_features_torch(
-            torch.from_numpy(np.ascontiguousarray(padded)), spec, norm, device, stacked=False
-        )
-        maps = [f[0].cpu().numpy() for f in feats]  # views where on the CPU
-    return interleave(maps), maps[0].shape  # type: ignore[return-value]
+    feats = compute_features(padded, spec, norm, device)
+    return feats.reshape(feats.shape[0], -1).T, feats.shape[1:]  # type: ignore[return-value]
 
 
-def interleave(maps: Sequence[np.ndarray]) -> np.ndarray:
-    """Same-shaped (z, y, x) maps -> rows (z * y * x, F), copied tile by tile.
+def compute_features_torch(padded, spec: FeatureSpec, norm: tuple[float, float], device=None):
+    """Features (F, z', y', x') float32 of a padded torch block (z, y, x), the margin removed.
 
-    A tile of a few thousand voxels stays in cache while all its features are
-    written, which is several times faster than a strided stack or a transpose.
+    Each feature is written into its slot of one preallocated output as soon as it
+    is computed (in-place elementwise work), so few intermediates are alive at once.
     """
-    depth, height, width = maps[0].shape
-    out = np.empty((depth, height, width, len(maps)), dtype=np.float32)
-    step = max(1, 4096 // max(1, width))
-    for z in range(depth):
-        for y in range(0, height, step):
-            tile = out[z, y : y + step]
-            for i, m in enumerate(maps):
-                tile[..., i] = m[z, y : y + step]
-    return out.reshape(-1, len(maps))
-
-
-def compute_features_torch(padded, spec: FeatureSpec, norm: tuple[float, float], device=None, stacked: bool = True):
-    """Features (F, z', y', x') of a padded torch block; with ``stacked=False`` the list of (1, z', y', x') maps."""
     import torch
 
     device = device or default_device()
     lo, hi = norm
-    image = ((padded.to(device=device, dtype=torch.float32) - lo) / (hi - lo)).unsqueeze(0)
+    image = padded.to(device=device, dtype=torch.float32, copy=True)
+    image.sub_(lo).mul_(1.0 / (hi - lo))
+    image = image.unsqueeze(0)
     margin = spec.margin()
     size = [n - 2 * m for n, m in zip(image.shape[1:], margin)]
     if min(size) <= 0:
         raise ValueError("block smaller than its margin")
+    out = torch.empty((spec.count, *size), dtype=torch.float32, device=device)
+    slots = iter(out.unsqueeze(1))  # each (1, z', y', x')
     f = _Filters(spec.axes, spec.truncate, device)
     axes = spec.axes
-    feats = [f.crop_to(image, size)]
+    pairs = [(a, b) for i, a in enumerate(axes) for b in axes[i:]]
+    next(slots).copy_(f.crop_to(image, size))
     radii = [kernel_radius(s, spec.truncate) for s in spec.scales] + [0]
 
     def extent(grow: int) -> list[int]:
         return [n + 2 * grow for n in size]
+
+    def eigenvalues(tensor: dict) -> None:
+        """Eigenvalues of the symmetric matrices given by their (a, b) components, into the next slots."""
+        if len(axes) == 2:
+            a, b = axes
+            _eigen2_into(tensor[(a, a)], tensor[(b, b)], tensor[(a, b)], next(slots), next(slots))
+        else:
+            z, y, x = axes
+            _eigen3_into(tensor[(x, x)], tensor[(y, y)], tensor[(z, z)], tensor[(y, x)], tensor[(z, x)],
+                         tensor[(z, y)], [next(slots) for _ in axes])
 
     # Work only on what each scale needs (all crops are centred, so maps stay aligned):
     # a smoothed image is differenced (1 voxel) and, as the next scale's "previous",
@@ -301,44 +308,42 @@ def compute_features_torch(padded, spec: FeatureSpec, norm: tuple[float, float],
     for level, s in enumerate(spec.scales):
         g = f.gauss(f.crop_to(image, extent(1 + radii[level + 1] + radii[level])), s)
         gc = f.crop_to(g, size)
-        # derivatives by central differences of the smoothed image (only the
-        # voxels they need); all shrink symmetrically, so centre-cropping keeps them aligned
+        next(slots).copy_(gc)
+        # derivatives by central differences of the smoothed image (only the voxels
+        # they need); all shrink symmetrically, so centre-cropping keeps them aligned
         near = f.crop_to(g, extent(1))
-        firsts = {a: f.crop_to(f.diff(near, a), size) for a in axes}
-        hess = {a: f.crop_to(f.diff2(near, a), size) for a in axes}
-        hmix = {
-            (a, b): f.crop_to(f.diff(f.diff(near, a), b), size)
-            for i, a in enumerate(axes)
-            for b in axes[i + 1 :]
-        }
-        grad = torch.sqrt(sum(d * d for d in firsts.values()))
-        log = sum(hess.values())
-        dog = f.crop_to(previous, size) - gc
-        feats += [gc, grad, log, dog]
-        if len(axes) == 2:
-            a, b = axes
-            feats += list(_eigen2(hess[a], hess[b], hmix[(a, b)]))
-        else:
-            z, y, x = axes
-            feats += list(_eigen3(hess[x], hess[y], hess[z], hmix[(y, x)], hmix[(z, x)], hmix[(z, y)]))
+        grad = next(slots)
+        for i, a in enumerate(axes):
+            d = f.crop_to(f.diff(near, a), size)
+            if i == 0:
+                torch.mul(d, d, out=grad)
+            else:
+                grad.addcmul_(d, d)
+        grad.sqrt_()
+        hessian = {(a, a): f.crop_to(f.diff2(near, a), size) for a in axes}
+        log = next(slots)
+        torch.add(hessian[(axes[0], axes[0])], hessian[(axes[1], axes[1])], out=log)
+        for a in axes[2:]:
+            log.add_(hessian[(a, a)])
+        torch.sub(f.crop_to(previous, size), gc, out=next(slots))  # difference of Gaussians
+        for a, b in pairs:
+            if a != b:
+                hessian[(a, b)] = f.crop_to(f.diff(f.diff(near, a), b), size)
+        eigenvalues(hessian)
+        del hessian
         # structure tensor: gradient of the previous scale, products smoothed at s
         inner = [n - (2 if i in axes else 0) for i, n in enumerate(previous.shape[1:])]
         pg = {a: f.crop_to(f.diff(previous, a), inner) for a in axes}
-        keys = [(a, b) for i, a in enumerate(axes) for b in axes[i:]]
         first = pg[axes[0]]
-        products = torch.empty((len(keys),) + tuple(first.shape[1:]), dtype=first.dtype, device=first.device)
-        for j, (a, b) in enumerate(keys):
+        products = torch.empty((len(pairs),) + tuple(first.shape[1:]), dtype=first.dtype, device=first.device)
+        for j, (a, b) in enumerate(pairs):
             torch.mul(pg[a], pg[b], out=products[j : j + 1])  # no separate concatenation
+        del pg
         smooth = f.gauss(products, s)
-        comp = {k: f.crop_to(smooth[i : i + 1], size) for i, k in enumerate(keys)}
-        if len(axes) == 2:
-            a, b = axes
-            feats += list(_eigen2(comp[(a, a)], comp[(b, b)], comp[(a, b)]))
-        else:
-            z, y, x = axes
-            feats += list(_eigen3(comp[(x, x)], comp[(y, y)], comp[(z, z)], comp[(y, x)], comp[(z, x)], comp[(z, y)]))
+        del products
+        eigenvalues({k: f.crop_to(smooth[i : i + 1], size) for i, k in enumerate(pairs)})
         previous = g
-    return torch.cat(feats, 0) if stacked else feats
+    return out
 
 
 def default_device():

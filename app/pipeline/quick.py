@@ -11,6 +11,7 @@ block's rows go through the trees in the block's own thread
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -31,6 +32,11 @@ warnings.filterwarnings("ignore", message=r"`sklearn.utils.parallel.delayed` sho
 
 #: Rows walked through the trees at a time (bounds the leaf-index arrays).
 PREDICT_BATCH = 1 << 18
+#: Segmentation reads blocks of this size (a stored chunk is 64 deep) ...
+READ_BLOCK = (32, 512, 512)
+#: ... and computes features tile by tile: 8 planes of 128 x 256 keep torch's
+#: depthwise convolutions at their fastest (they vectorise across planes).
+FEATURE_TILE = (8, 128, 256)
 
 
 def cpu_count() -> int:
@@ -99,6 +105,13 @@ class QuickModel:
     def block_multiple(self) -> tuple[int, int, int]:
         return (1, 1, 1)
 
+    def preferred_block(self) -> tuple[int, int, int]:
+        """Blocks read from disk: large, so each stored chunk is decoded about once.
+
+        They are computed in :data:`FEATURE_TILE` tiles (see :meth:`predict_padded`).
+        """
+        return READ_BLOCK
+
     def probabilities(self, padded: np.ndarray) -> np.ndarray:
         """Class probabilities (C, z, y, x) of the centre of a block read with :meth:`margin`."""
         rows, shape = compute_feature_rows(padded, self.spec, self.norm)
@@ -107,10 +120,22 @@ class QuickModel:
         return votes.reshape((len(self.classes),) + shape)
 
     def predict_padded(self, padded: np.ndarray) -> np.ndarray:
-        """Label values (uint8) of the centre of a padded block."""
-        rows, shape = compute_feature_rows(padded, self.spec, self.norm)
-        votes = forest_votes(self.forest, rows)
-        return np.asarray(self.classes, dtype=np.uint8)[np.argmax(votes, 0)].reshape(shape)
+        """Label values (uint8) of the centre of a padded block, computed tile by tile.
+
+        Each tile is cut from ``padded`` with its own margin, so the labels are
+        those of the whole block at once; tiles keep the feature maps small
+        (memory, and the convolutions' cache-friendly size).
+        """
+        margin = self.margin()
+        size = [n - 2 * m for n, m in zip(padded.shape, margin)]
+        out = np.empty(size, dtype=np.uint8)
+        values = np.asarray(self.classes, dtype=np.uint8)
+        for start in itertools.product(*(range(0, n, t) for n, t in zip(size, FEATURE_TILE))):
+            stop = [min(a + t, n) for a, t, n in zip(start, FEATURE_TILE, size)]
+            tile = padded[tuple(slice(a, b + 2 * m) for a, b, m in zip(start, stop, margin))]
+            rows, shape = compute_feature_rows(tile, self.spec, self.norm)
+            out[tuple(slice(a, b) for a, b in zip(start, stop))] = values[forest_choices(self.forest, rows)].reshape(shape)
+        return out
 
     def predict_region(self, array, start, stop) -> np.ndarray:
         return self.predict_padded(read_padded(array, start, stop, self.margin()))
@@ -175,7 +200,7 @@ def forest_votes(forest, rows: np.ndarray) -> np.ndarray:
     float64 copies and thread pool: each tree walks the rows to their leaves
     and adds its leaves' probabilities, one class at a time.
     """
-    rows = np.ascontiguousarray(rows, dtype=np.float32)
+    rows = np.asarray(rows, dtype=np.float32)  # strided rows (a transposed view) need no copy
     tables = _leaf_tables(forest)
     votes = np.zeros((len(tables[0]), rows.shape[0]), dtype=np.float32)
     for start in range(0, rows.shape[0], PREDICT_BATCH):
@@ -186,6 +211,28 @@ def forest_votes(forest, rows: np.ndarray) -> np.ndarray:
             for c, table in enumerate(per_class):
                 acc[c] += np.take(table, leaves)
     return votes
+
+
+def forest_choices(forest, rows: np.ndarray) -> np.ndarray:
+    """Index of the winning class per feature row (the argmax of :func:`forest_votes`).
+
+    With two classes only the sign of the summed ``p1 - p0`` matters: one table
+    lookup per tree and row instead of two, and no argmax over a (2, n) array.
+    """
+    tables = _leaf_tables(forest)
+    if len(tables[0]) != 2:
+        return np.argmax(forest_votes(forest, rows), 0)
+    rows = np.asarray(rows, dtype=np.float32)
+    margins = getattr(forest, "_strata_leaf_margins", None)
+    if margins is None:
+        margins = forest._strata_leaf_margins = [per_class[1] - per_class[0] for per_class in tables]
+    total = np.zeros(rows.shape[0], dtype=np.float32)
+    for start in range(0, rows.shape[0], PREDICT_BATCH):
+        part = rows[start : start + PREDICT_BATCH]
+        acc = total[start : start + len(part)]
+        for tree, margin in zip(forest.estimators_, margins):
+            acc += np.take(margin, tree.tree_.apply(part))
+    return (total > 0).view(np.uint8)
 
 
 def fit_rows(rows: np.ndarray, labels: np.ndarray, params: QuickParams):

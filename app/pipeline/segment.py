@@ -89,7 +89,7 @@ def segment_volume(
     array,
     model: BlockModel,
     out_path: str | Path,
-    block: Sequence[int] = DEFAULT_BLOCK,
+    block: Sequence[int] | None = None,
     workers: int | None = None,
     ctx: ProgressContext | None = None,
     attrs: dict | None = None,
@@ -97,11 +97,15 @@ def segment_volume(
 ) -> zarr.Array:
     """Label every voxel of ``array`` (a volume's level 0) with ``model`` into ``out_path``.
 
-    Returns the output array. ``on_block(done, total)`` is called after each
+    ``block`` defaults to the model's ``preferred_block()`` if it has one, else
+    :data:`DEFAULT_BLOCK`. Returns the output array. ``on_block(done, total)`` is called after each
     block. Raises :class:`Cancelled` (with finished blocks kept) on cancel.
     """
     ctx = ctx or ProgressContext()
     shape = tuple(array.shape)
+    if block is None:
+        preferred = getattr(model, "preferred_block", None)
+        block = preferred() if preferred else DEFAULT_BLOCK
     block = fit_block(block, shape, model.block_multiple())
     out = open_output(out_path, shape, block, attrs)
     block = tuple(out.chunks)

@@ -116,7 +116,7 @@ def pending_segmentation(job: Job) -> Segmentation | None:
 def segment_job(store: JobStore, job: Job, ctx: ProgressContext) -> str | None:
     """Segment the job's volume with the pending Segmentation's model."""
     from app.pipeline.postprocess import CleanUp, clean_array
-    from app.pipeline.segment import DEFAULT_BLOCK, clear_output, segment_volume
+    from app.pipeline.segment import clear_output, segment_volume
 
     seg = pending_segmentation(job)
     if seg is None:
@@ -129,7 +129,8 @@ def segment_job(store: JobStore, job: Job, ctx: ProgressContext) -> str | None:
             raise StageError(f"segmentation {seg.id}: its model was deleted")
         row = Model.get_by_id(seg.model_id)
         model, volume = check_model_fits(store, job.id, row)
-        block = tuple(seg.params.get("block") or DEFAULT_BLOCK)
+        chosen = seg.params.get("block")
+        block = tuple(chosen) if chosen else None  # None: the model's preferred block
         attrs = {
             "strata": {
                 "kind": "segmentation",

@@ -93,7 +93,10 @@ def test_a_stroke_updates_the_preview_without_blocking_the_ui(env, qtbot):
     assert not np.array_equal(first, second)
     # while a preview is computed (refit + predict in the worker) the UI thread keeps running;
     # measured from the request to the result's arrival, without the napari repaint of a stroke
+    # (the worst case: a refit, and the slice's features computed again)
     QApplication.processEvents()
+    preview._engine._fitted_on = None
+    preview._engine._cache.clear()
     with BlockWatch() as watch:
         with qtbot.waitSignal(preview.computed, timeout=60000):
             preview.request(0, 12)
@@ -101,6 +104,23 @@ def test_a_stroke_updates_the_preview_without_blocking_the_ui(env, qtbot):
     qtbot.waitUntil(lambda: not preview._running, timeout=10000)
     tools.live_toggle.setChecked(False)
     assert PREVIEW_LAYER not in [layer.name for layer in page.view.viewer.layers]
+
+
+def test_the_preview_follows_the_slice_on_screen(env, qtbot):
+    """Moving to another slice previews it (features ready before the first stroke there)."""
+    store, page, job, truth = open_job(env)
+    preview = page.live_preview
+    page.go_to(0, 12)
+    with qtbot.waitSignal(preview.preview_shown, timeout=60000):
+        page.live_preview_tools.live_toggle.setChecked(True)
+    with qtbot.waitSignal(preview.preview_shown, timeout=60000) as blocker:
+        page.go_to(0, 5)  # no stroke: the slice on screen is enough
+    assert tuple(blocker.args[:2]) == (0, 5)
+    assert (0, 5) in preview._engine._cache  # features cached for the next stroke here
+    shown = np.asarray(page.view.viewer.layers[PREVIEW_LAYER].data)
+    assert (shown == 2).any() and (shown == 1).any()
+    page.live_preview_tools.live_toggle.setChecked(False)
+    preview.wait()
 
 
 def test_newest_request_wins(env, qtbot):

@@ -79,6 +79,6 @@ def test_feature_rows_are_the_stacked_features_one_row_per_voxel(mode):
     rows, shape = compute_feature_rows(padded, spec, (0.0, 1000.0))
     with torch.no_grad():
         stacked = compute_features_torch(torch.from_numpy(padded), spec, (0.0, 1000.0)).numpy()
-    assert shape == (3, 21, 19) and rows.shape == (3 * 21 * 19, spec.count) and rows.flags.c_contiguous
+    assert shape == (3, 21, 19) and rows.shape == (3 * 21 * 19, spec.count)
     assert np.array_equal(rows, stacked.reshape(spec.count, -1).T)
     assert np.array_equal(compute_features(padded, spec, (0.0, 1000.0)), stacked)
