@@ -158,7 +158,8 @@ def segment_job(store: JobStore, job: Job, ctx: ProgressContext) -> str | None:
             background = [
                 c.value for c in LabelClass.select().where((LabelClass.job == job.id) & LabelClass.is_background)
             ]
-            clean_array(out, model.classes, background, cleanup, ctx.sub(0.9, 1.0))
+            scratch = path.with_name(path.name + ".cleanup")
+            clean_array(out, model.classes, background, cleanup, ctx.sub(0.9, 1.0), scratch)
         seconds = time.perf_counter() - started
     except Cancelled:
         Segmentation.update(state="cancelled").where(Segmentation.id == seg.id).execute()
