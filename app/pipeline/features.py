@@ -214,27 +214,42 @@ class _Filters:
 def _eigen2_into(a, b, c, larger, smaller) -> None:
     """Eigenvalues of [[a, c], [c, b]] elementwise, written into ``larger`` and ``smaller``.
 
-    (a + b) / 2 +- hypot((a - b) / 2, c), in six passes over memory.
+    (a + b) / 2 +- sqrt(((a - b) / 2)^2 + c^2), with exactly rounded operations
+    only, so a voxel's value does not depend on where it lies in a block.
     """
     import torch
 
-    torch.lerp(a, b, 0.5, out=larger)  # the mean (a + b) / 2
+    torch.add(a, b, out=larger)
+    larger.mul_(0.5)  # the mean
     root = torch.sub(a, larger)  # (a - b) / 2
-    torch.hypot(root, c, out=root)
+    root.square_().addcmul_(c, c).sqrt_()
     torch.sub(larger, root, out=smaller)
     larger.add_(root)
 
 
 def _eigen3_into(xx, yy, zz, xy, xz, yz, outs) -> None:
-    """Eigenvalues (descending) of symmetric 3x3 matrices, elementwise, written into ``outs``."""
+    """Eigenvalues (descending) of symmetric 3x3 matrices, elementwise, written into ``outs``.
+
+    Closed form (the trigonometric solution of the characteristic cubic), in
+    float64: an order of magnitude faster than a batched ``eigvalsh``.
+    """
     import torch
 
-    m = torch.stack(
-        [torch.stack([zz, yz, xz], -1), torch.stack([yz, yy, xy], -1), torch.stack([xz, xy, xx], -1)], -2
-    )
-    ev = torch.linalg.eigvalsh(m.double()).float()
-    for i, out in enumerate(outs):
-        out.copy_(ev[..., 2 - i])
+    a, b, c = (t.double() for t in (xx, yy, zz))
+    d, e, f = (t.double() for t in (xy, xz, yz))  # (x, y), (x, z), (y, z)
+    q = (a + b + c) / 3.0
+    off = d * d + e * e + f * f
+    a, b, c = a - q, b - q, c - q
+    p = torch.sqrt((a * a + b * b + c * c + 2.0 * off) / 6.0)
+    # det(A - qI) / (2 p^3), the cosine of three times the angle
+    det = a * (b * c - f * f) - d * (d * c - f * e) + e * (d * f - b * e)
+    r = torch.where(p > 0, det / (2.0 * p.clamp_min(1e-300) ** 3), torch.zeros_like(p)).clamp_(-1.0, 1.0)
+    phi = torch.acos(r) / 3.0
+    first = q + 2.0 * p * torch.cos(phi)
+    last = q + 2.0 * p * torch.cos(phi + 2.0 * math.pi / 3.0)
+    outs[0].copy_(first)
+    outs[1].copy_(3.0 * q - first - last)
+    outs[2].copy_(last)
 
 
 def compute_features(padded: np.ndarray, spec: FeatureSpec, norm: tuple[float, float], device=None) -> np.ndarray:

@@ -34,9 +34,10 @@ warnings.filterwarnings("ignore", message=r"`sklearn.utils.parallel.delayed` sho
 PREDICT_BATCH = 1 << 18
 #: Segmentation reads blocks of this size (a stored chunk is 64 deep) ...
 READ_BLOCK = (32, 512, 512)
-#: ... and computes features tile by tile: 8 planes of 128 x 256 keep torch's
-#: depthwise convolutions at their fastest (they vectorise across planes).
-FEATURE_TILE = (8, 128, 256)
+#: ... and computes features tile by tile, per feature mode: 8 planes of 128 x 256
+#: keep torch's depthwise convolutions fast (they vectorise across planes) and the
+#: elementwise work in cache; 3D features reach along z too, so their tiles are deeper.
+FEATURE_TILE = {"2d": (8, 128, 256), "3d": (16, 128, 128)}
 
 
 def cpu_count() -> int:
@@ -130,8 +131,9 @@ class QuickModel:
         size = [n - 2 * m for n, m in zip(padded.shape, margin)]
         out = np.empty(size, dtype=np.uint8)
         values = np.asarray(self.classes, dtype=np.uint8)
-        for start in itertools.product(*(range(0, n, t) for n, t in zip(size, FEATURE_TILE))):
-            stop = [min(a + t, n) for a, t, n in zip(start, FEATURE_TILE, size)]
+        tile_shape = FEATURE_TILE[self.spec.mode]
+        for start in itertools.product(*(range(0, n, t) for n, t in zip(size, tile_shape))):
+            stop = [min(a + t, n) for a, t, n in zip(start, tile_shape, size)]
             tile = padded[tuple(slice(a, b + 2 * m) for a, b, m in zip(start, stop, margin))]
             rows, shape = compute_feature_rows(tile, self.spec, self.norm)
             out[tuple(slice(a, b) for a, b in zip(start, stop))] = values[forest_choices(self.forest, rows)].reshape(shape)

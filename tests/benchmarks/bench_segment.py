@@ -96,7 +96,8 @@ def slab_volume(folder: Path, image: np.ndarray, z0: int, z1: int):
 
 
 def rss_child(shape: tuple[int, int, int], model_dir: Path, folder: Path) -> float:
-    """Peak RSS (MB) of a fresh process segmenting a phantom of ``shape`` (written here) with a saved quick model."""
+    """Peak RSS (MB) of a fresh process segmenting a phantom of ``shape`` (written here) with a saved quick model,
+    then cleaning the result up (pieces under 100 voxels, enclosed holes)."""
     from app.pipeline.sample import make_phantom
     from app.pipeline.volume import write_volume
 
@@ -113,7 +114,9 @@ from app.pipeline.quick import QuickModel
 from app.pipeline.segment import segment_volume
 volume = open_volume({str(path)!r})
 model = QuickModel.load({str(model_dir)!r})
-segment_volume(volume.levels[0], model, {str(folder / f"rss_seg_{shape[0]}.zarr")!r})
+out = segment_volume(volume.levels[0], model, {str(folder / f"rss_seg_{shape[0]}.zarr")!r})
+from app.pipeline.postprocess import CleanUp, clean_array
+clean_array(out, model.classes, [1], CleanUp(min_size=100, fill_holes=True), None, {str(folder / "scratch")!r})
 # VmHWM (not ru_maxrss, which keeps the parent's peak across fork + exec)
 hwm = [line for line in open("/proc/self/status") if line.startswith("VmHWM")][0].split()[1]
 print(int(hwm) / 1024)
@@ -270,7 +273,7 @@ def extras(folder: Path, zs: list[int], args) -> None:
     for k, v in preview.items():
         print(f"live preview, 512 x 512 slice, {k}: {v:.3f} s" + ("  (target < 0.5 s)" if "stroke" in k else ""))
     for k, v in rss.items():
-        print(f"peak RSS segmenting {k}: {v:.0f} MB")
+        print(f"peak RSS segmenting and cleaning up {k}: {v:.0f} MB")
     (folder / "extras.json").write_text(json.dumps({"preview": preview, "rss": rss}, default=str, indent=2))
     print(f"\nmax RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 

@@ -82,3 +82,24 @@ def test_feature_rows_are_the_stacked_features_one_row_per_voxel(mode):
     assert shape == (3, 21, 19) and rows.shape == (3 * 21 * 19, spec.count)
     assert np.array_equal(rows, stacked.reshape(spec.count, -1).T)
     assert np.array_equal(compute_features(padded, spec, (0.0, 1000.0)), stacked)
+
+
+def test_closed_form_eigenvalues_match_linalg():
+    import torch
+
+    from app.pipeline.features import _eigen2_into, _eigen3_into
+
+    g = torch.Generator().manual_seed(0)
+    xx, yy, zz, xy, xz, yz = torch.randn(6, 20000, generator=g)
+    xx[:10], yy[:10], zz[:10], xy[:10], xz[:10], yz[:10] = 1.0, 1.0, 1.0, 0.0, 0.0, 0.0  # a triple eigenvalue
+    yy[10:20], xy[10:20] = xx[10:20], 0.0  # ... and some double ones
+    outs = [torch.empty(20000) for _ in range(3)]
+    _eigen3_into(xx, yy, zz, xy, xz, yz, outs)
+    m = torch.stack([torch.stack([xx, xy, xz], -1), torch.stack([xy, yy, yz], -1), torch.stack([xz, yz, zz], -1)], -2)
+    expected = torch.linalg.eigvalsh(m.double()).float()
+    for i in range(3):
+        assert torch.allclose(outs[i], expected[:, 2 - i], atol=1e-5)
+    two = [torch.empty(20000) for _ in range(2)]
+    _eigen2_into(xx, yy, xy, *two)
+    expected2 = torch.linalg.eigvalsh(m[:, :2, :2].double()).float()
+    assert torch.allclose(two[0], expected2[:, 1], atol=1e-5) and torch.allclose(two[1], expected2[:, 0], atol=1e-5)
