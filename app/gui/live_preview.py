@@ -279,6 +279,10 @@ class LivePreview(QObject):
     def set_enabled(self, on: bool) -> None:
         self.enabled = bool(on)
         if self.enabled:
+            import sys
+
+            if "torch" not in sys.modules or "sklearn.ensemble" not in sys.modules:
+                self.message.emit("Live preview: loading the model libraries (once, a few seconds)…")
             self._watch_view()
             axis, index = self.page.current_plane()
             self.request(axis, index)
@@ -363,6 +367,7 @@ class LivePreview(QObject):
         self.computed.emit(time.perf_counter() - req.started)
         self._show(req, labels)
         self.last_latency = time.perf_counter() - req.started
+        self.message.emit(f"Live preview of {'zyx'[req.axis]} slice {req.index} ({self.last_latency:.2f} s)")
         self.preview_shown.emit(req.axis, req.index, self.last_latency)
 
     def _show(self, req: _Request, labels: np.ndarray) -> None:
