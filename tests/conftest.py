@@ -7,6 +7,10 @@ from pathlib import Path
 import app  # noqa: F401 - sets OMP_WAIT_POLICY before any test loads torch
 import pytest
 
+from app.gui.qt_workarounds import guard_none_refcount
+
+guard_none_refcount()  # PySide6 6.12 on Python 3.11 drops a reference to None per void Qt call
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 

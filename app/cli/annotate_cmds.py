@@ -84,13 +84,28 @@ def cmd_classes(args: argparse.Namespace) -> int:
 
 
 def export_annotations(store, job, fmt: str, out: str, args=None) -> list[Path]:
-    """The ``export --what annotations`` exporter (tiff, zarr, npy)."""
+    """The ``export --what annotations`` exporter (tiff, zarr, npy; ``--slices AXIS:I,J,K`` for some slices only)."""
     from app.stages.annotation import export_job_annotations
 
+    slices = getattr(args, "slices", None)
     bar = TerminalBar(f"export annotations as {fmt}")
     try:
+        if slices:
+            return _export_slices(store, job, fmt, out, slices, bar.context())
         return export_job_annotations(store, job, fmt, out, bar.context())
     except StageError as exc:
         raise CliError(str(exc)) from None
     finally:
         bar.close()
+
+
+def _export_slices(store, job, fmt: str, out: str, slices: str, ctx) -> list[Path]:
+    """Only the slices ``slices`` ('z:1,2') of one plane; the rest of the volume is written as 0."""
+    from app.pipeline.annotations import export_annotations as write, parse_slices
+    from app.stages.annotation import job_annotations
+
+    axis, indices = parse_slices(slices)
+    path = store.workspace.annotations_path(job.id)
+    if not (path / "zarr.json").is_file():
+        raise StageError(f"job {job.id} ({job.name}) has no annotations yet: nothing to export")
+    return write(job_annotations(store, job, create=False), fmt, out, ctx, axis=axis, indices=indices)

@@ -27,6 +27,8 @@ def register(sub, common) -> None:
     p.add_argument("--out", required=True, help="output file or folder")
     p.add_argument("--id", type=int, default=None, help="segmentation or mesh id (default: newest)")
     p.add_argument("--combined", action="store_true", help="meshes: all surfaces in one file")
+    p.add_argument("--slices", metavar="AXIS:I,J,K", default=None,
+                   help="annotations: only these slices of one plane, e.g. z:10,20 (the rest written as 0)")
     p.set_defaults(handler=cmd_export)
 
 

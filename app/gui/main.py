@@ -15,7 +15,9 @@ log = logging.getLogger(__name__)
 def make_application() -> QApplication:
     """The running QApplication (created if needed), named and with the app icon."""
     from app.gui.main_window import app_icon, resource_path
+    from app.gui.qt_workarounds import guard_none_refcount
 
+    guard_none_refcount()  # else a long session ends in "Fatal Python error: none_dealloc"
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName(APP_NAME)
     app.setApplicationDisplayName(APP_NAME)
@@ -54,6 +56,7 @@ def run_gui(workspace: str | None, with_sample: bool = False) -> int:
     from app.gui.comfort import install_comfort
 
     install_comfort(window)  # notifications, Help, Settings, remembered window state
+    window.warm_up_pages()  # the napari viewer is made while the user looks at the job list
     scheduler.start_queued()
     window.refresh_jobs()
     try:

@@ -43,6 +43,8 @@ RESOURCES = Path(__file__).resolve().parents[2] / "resources"
 RETRY_FROM = {S.CONVERT_ERROR: S.UPLOADED, S.ERROR: S.PENDING}
 #: How often the list is re-read to catch changes made by other processes (the CLI), ms.
 REFRESH_MS = 3000
+#: How long after start-up the pages warm up (their heavy viewers), ms.
+WARM_UP_DELAY_MS = 300
 #: How long closing waits for cancelled workers, ms.
 CLOSE_WAIT_MS = 5000
 
@@ -549,6 +551,33 @@ class MainWindow(QMainWindow):
         if not urls or not all(url.isLocalFile() for url in urls):
             return []
         return [url.toLocalFile() for url in urls]
+
+    def warm_up_pages(self, delay_ms: int = WARM_UP_DELAY_MS) -> None:
+        """Prepare the pages that have a ``warm_up`` (the Annotate page's napari viewer) once the window is up.
+
+        A page's ``warm_up_steps()`` (callables; default: its ``warm_up``) run one
+        per turn of the event loop on the UI thread (PySide's import hook is not
+        safe for imports in other threads), so the window stays responsive
+        between them; clicking such a tab later shows its content at once.
+        """
+        steps: list[Callable[[], object]] = []
+        for page in self.pages.values():
+            if callable(getattr(page, "warm_up_steps", None)):
+                steps.extend(page.warm_up_steps())
+            elif callable(getattr(page, "warm_up", None)):
+                steps.append(page.warm_up)
+
+        def run_next() -> None:
+            if self._closing or not steps:
+                return
+            step = steps.pop(0)
+            try:
+                step()
+            except Exception:  # noqa: BLE001 - the page then starts on first use, as without warm-up
+                log.exception("warming a page up failed")
+            QTimer.singleShot(0, run_next)
+
+        QTimer.singleShot(delay_ms, run_next)
 
     # -- window ---------------------------------------------------------------------------
     def showEvent(self, event) -> None:  # noqa: N802

@@ -9,11 +9,13 @@ flushes them), named overlays, three orthogonal planes and a 3D rendering.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from PySide6.QtCore import QThreadPool, QTimer, Signal
 from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+from app.gui.worker import BackgroundTask
 
 #: dims.order for each plane: the plane's axis first (the slider), the two shown last.
 PLANE_ORDER = {0: (0, 1, 2), 1: (1, 0, 2), 2: (2, 0, 1)}
@@ -23,8 +25,8 @@ TOOL_MODES = {"paint": "paint", "erase": "erase", "fill": "fill", "pan": "pan_zo
 def robust_contrast(data: np.ndarray, low: float = 0.5, high: float = 99.5) -> tuple[float, float]:
     """Contrast limits from percentiles of ``data`` (a coarse level), never empty."""
     sample = np.asarray(data).ravel()
-    if sample.size > 1_000_000:  # a strided sample is plenty for percentiles
-        sample = sample[:: sample.size // 1_000_000 + 1]
+    if sample.size > 250_000:  # a strided sample is plenty for percentiles
+        sample = sample[:: sample.size // 250_000 + 1]
     lo, hi = (float(v) for v in np.percentile(sample, [low, high]))
     if hi <= lo:
         hi = lo + 1.0
@@ -38,13 +40,20 @@ class LazyLevel:
     picks the slice; on a zarr array the crop alone would read the whole crop
     of every slice. Slicing this view only narrows a box; a key with an
     integer (or ``np.asarray``) reads the box from disk.
+
+    A level with a ``stand_in`` never reads a plane on the caller's thread:
+    for a plane not in memory yet it returns ``stand_in(axis, index)`` (a
+    coarse plane enlarged, while the real one is read in the background), or
+    reads it at once when that returns None.
     """
 
     def __init__(self, array: Any, box: tuple[slice, ...] | None = None,
-                 planes: dict[tuple[int, int], np.ndarray] | None = None) -> None:
+                 planes: dict[tuple[int, int], np.ndarray] | None = None,
+                 stand_in: Callable[[int, int], np.ndarray | None] | None = None) -> None:
         self.array = array
-        #: Whole planes read ahead of time (in the background): (axis, index) -> 2D array.
+        #: Whole planes in memory: (axis, index) -> 2D array (one per level at most).
         self.planes = planes if planes is not None else {}
+        self.stand_in = stand_in
         self.box = box or tuple(slice(0, int(s)) for s in array.shape)
         self.dtype = np.dtype(array.dtype)
         self.shape = tuple(b.stop - b.start for b in self.box)
@@ -61,8 +70,8 @@ class LazyLevel:
         if not isinstance(key, tuple):
             key = (key,)
         key = key + (slice(None),) * (self.ndim - len(key))
-        box, read = [], False
-        for k, b, size in zip(key, self.box, self.shape):
+        box, dropped = [], []
+        for axis, (k, b, size) in enumerate(zip(key, self.box, self.shape)):
             if isinstance(k, slice):
                 start, stop, step = k.indices(size)
                 if step != 1:
@@ -70,57 +79,59 @@ class LazyLevel:
                 box.append(slice(b.start + start, b.start + max(start, stop)))
             else:
                 i = int(k) + (size if int(k) < 0 else 0)
-                box.append(b.start + i)
-                read = True
-        if read:
-            return self._read(tuple(box))
-        return LazyLevel(self.array, tuple(box), self.planes)
+                box.append(slice(b.start + i, b.start + i + 1))
+                dropped.append(axis)
+        if dropped:
+            data = self._box_data(tuple(box))
+            return data[tuple(0 if a in dropped else slice(None) for a in range(self.ndim))]
+        return LazyLevel(self.array, tuple(box), self.planes, self.stand_in)
 
-    def _read(self, box: tuple) -> np.ndarray:
-        """Read ``box`` (slices and integers), from a plane read ahead when there is one."""
-        ints = [axis for axis, b in enumerate(box) if not isinstance(b, slice)]
-        if len(ints) == 1 and (ints[0], box[ints[0]]) in self.planes:
-            plane = self.planes[(ints[0], box[ints[0]])]
-            return plane[tuple(b for b in box if isinstance(b, slice))]
-        return np.asarray(self.array[box])
+    def __array__(self, dtype=None, copy=None):
+        data = self._box_data(self.box)
+        return data if dtype is None else data.astype(dtype)
+
+    def _box_data(self, box: tuple[slice, ...]) -> np.ndarray:
+        """The data of ``box`` (slices of the whole array), from a plane in memory when it is one plane thick."""
+        thin = [axis for axis, b in enumerate(box) if b.stop - b.start == 1]
+        if len(thin) != 1:
+            return np.asarray(self.array[box])
+        axis, index = thin[0], box[thin[0]].start
+        inner = tuple(b for a, b in enumerate(box) if a != axis)
+        plane = self.planes.get((axis, index))
+        if plane is None and self.stand_in is not None:
+            plane = self.stand_in(axis, index)  # not kept: the real plane replaces it
+        if plane is not None:
+            return np.expand_dims(plane[inner], axis)
+        data = np.asarray(self.array[box])
+        whole = all(b.start == 0 and b.stop == int(n) for a, (b, n) in enumerate(zip(box, self.array.shape)) if a != axis)
+        if whole:  # napari slices the same plane again on every layer change
+            self._keep_plane((axis, index), np.take(data, 0, axis=axis))
+        return data
 
     def read_plane(self, axis: int, index: int) -> np.ndarray:
         """Read a whole plane of the array and keep it for the next slicing (any thread)."""
         key = (int(axis), int(index))
-        if key not in self.planes:
+        plane = self.planes.get(key)
+        if plane is None:
             box = [slice(0, int(s)) for s in self.array.shape]
             box[key[0]] = key[1]  # type: ignore[call-overload]
             plane = np.asarray(self.array[tuple(box)])
             self._keep_plane(key, plane)
-            return plane
-        return self.planes[key]
+        return plane
 
-    def __array__(self, dtype=None, copy=None):
-        data = self._cached_box()
-        if data is None:
-            data = np.asarray(self.array[self.box])
-            thin = [a for a, b in enumerate(self.box) if b.stop - b.start == 1]
-            whole = all(b.start == 0 and b.stop == int(n) for a, (b, n) in enumerate(zip(self.box, self.array.shape))
-                        if a not in thin)
-            if len(thin) == 1 and whole:  # napari slices the same plane again on every layer change
-                self._keep_plane((thin[0], self.box[thin[0]].start), np.take(data, 0, axis=thin[0]))
-        return data if dtype is None else data.astype(dtype)
+    def has_plane(self, axis: int, index: int) -> bool:
+        return (int(axis), int(index)) in self.planes
 
     def _keep_plane(self, key: tuple[int, int], plane: np.ndarray) -> None:
         self.planes[key] = plane
         for other in [k for k in list(self.planes) if k != key]:  # one plane per level at most
             self.planes.pop(other, None)
 
-    def _cached_box(self) -> np.ndarray | None:
-        """The box from a plane read ahead, when the box is one plane thick (napari's slicing)."""
-        for (axis, index), plane in list(self.planes.items()):
-            b = self.box[axis]
-            if b.start == index and b.stop == index + 1:
-                inner = tuple(bb for a, bb in enumerate(self.box) if a != axis)
-                return np.expand_dims(plane[inner], axis)
-        return None
 
-
+#: The coarse level is kept in memory while a job is open when it is at most this big.
+COARSE_LEVEL_IN_MEMORY_BYTES = 32 * 2**20
+#: A plane is read once the slider has rested this long (ms), not on every step of a drag.
+READ_AFTER_MS = 120
 #: The first slice comes from the finest level whose planes have at most this many pixels.
 COARSE_PLANE_PIXELS = 256 * 256
 
@@ -131,6 +142,55 @@ def coarse_level(levels: Sequence[Any], max_pixels: int = COARSE_PLANE_PIXELS) -
         if int(level.shape[1]) * int(level.shape[2]) <= max_pixels:
             return index
     return len(levels) - 1
+
+
+_LAYER_CLASSES: tuple[type, type] | None = None
+
+
+def _layer_classes() -> tuple[type, type]:
+    """napari's Image and Labels without thumbnails (no layer list shows them here).
+
+    A thumbnail is recomputed on every slice and every stroke (a zoom of the
+    whole slice), and each new one makes the hidden layer list repaint.
+    """
+    global _LAYER_CLASSES
+    if _LAYER_CLASSES is None:
+        from napari.layers import Image, Labels
+
+        class VolumeImage(Image):
+            _type_string = "image"  # napari's actions and keys look layers up by this name
+
+            def _update_thumbnail(self) -> None:
+                pass
+
+        class PaintLabels(Labels):
+            _type_string = "labels"
+
+            def _update_thumbnail(self) -> None:
+                pass
+
+        _LAYER_CLASSES = (VolumeImage, PaintLabels)
+    return _LAYER_CLASSES
+
+
+def _set_data(viewer, layer, data: Any, scale: Sequence[float], translate: Sequence[float]) -> None:
+    """Give a (hidden) layer new data, scale and translate, setting only what changes.
+
+    Each change of scale or translate costs napari an update of the whole
+    viewer; napari keeps a hidden layer's extent when only its data changes,
+    so then the extent is dropped and the viewer's dims updated here.
+    """
+    layer.data = data
+    changed = False
+    if not np.allclose(layer.scale, scale):
+        layer.scale = list(scale)
+        changed = True
+    if not np.allclose(layer.translate, translate):
+        layer.translate = list(translate)
+        changed = True
+    if not changed:
+        layer._clear_extent()
+        viewer._on_layers_change()
 
 
 def _label_colormap(colors: Mapping[int, str]):
@@ -155,6 +215,10 @@ class VolumeView(QWidget):
         super().__init__(parent)
         import napari
 
+        from app.gui.qt_workarounds import guard_none_refcount
+
+        guard_none_refcount()  # napari's Qt code makes many void Qt calls (see qt_workarounds)
+
         self.viewer = napari.Viewer(show=False, title="Strata")
         self._qt_viewer = self.viewer.window._qt_viewer
         layout = QVBoxLayout(self)
@@ -169,8 +233,16 @@ class VolumeView(QWidget):
         self.spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
         self.shape: tuple[int, int, int] | None = None
         self._levels: list[LazyLevel] = []
-        self._shown_level = 0
-        self._token: object | None = None  # the background read of the full-resolution planes
+        self._coarse = 0
+        #: The plane being read in the background: (level view, axis, index); None when none is.
+        self._request: tuple[LazyLevel, int, int] | None = None
+        self._failed: set[tuple[int, int, int]] = set()  # planes whose background read failed
+        self._enlarged: tuple[tuple[int, int, int], np.ndarray] | None = None  # the last stand-in plane
+        self._pending_level = 0
+        self._opening = False  # the first plane of a job is read at once, later ones when the slider rests
+        self._read_timer = QTimer(self)
+        self._read_timer.setSingleShot(True)
+        self._read_timer.timeout.connect(self._start_read)
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(1)
         self.viewer.dims.events.current_step.connect(self._on_step)
@@ -185,13 +257,14 @@ class VolumeView(QWidget):
         Labels layer, whose brush overlay visual napari 0.9 leaves behind (the
         next draw crashed llvmpipe), and keeps the viewer 3D between jobs.
         """
-        self.image_layer = self.viewer.add_image(
+        image_class, labels_class = _layer_classes()
+        self.image_layer = self.viewer.add_layer(image_class(
             self._parked_levels(), multiscale=True, name="volume", visible=False,
             contrast_limits=[0, 1], colormap="gray", interpolation2d="nearest",
-        )
-        self.labels_layer = self.viewer.add_labels(
+        ))
+        self.labels_layer = self.viewer.add_layer(labels_class(
             np.zeros((1, 1, 1), np.uint8), name="annotations", opacity=0.6, visible=False,
-        )
+        ))
         self.labels_layer.mode = "pan_zoom"
         # one event per finished stroke (on mouse release) and per undo/redo
         self.labels_layer.events.paint.connect(self._on_paint)
@@ -211,31 +284,43 @@ class VolumeView(QWidget):
                     name: str = "volume", reveal: bool = True, coarse_first: bool = True) -> tuple[float, float]:
         """Show ``levels`` (level 0 first) lazily, at the middle z slice; returns the contrast limits used.
 
-        With ``coarse_first`` the first slice comes from a coarse level (a few
-        chunks, at once) while the finer levels' planes are read in the
-        background; the full resolution replaces it when they are in memory
-        (:attr:`full_resolution_shown`). With ``reveal=False`` the image stays
-        hidden until :meth:`reveal` (set the labels first, so that napari
-        slices and draws the volume only once).
+        With ``coarse_first`` no plane of a level finer than a coarse one (a
+        few chunks per plane) is read on the UI thread: napari gets the
+        coarse plane enlarged at once, the real plane is read in the
+        background and replaces it (:attr:`full_resolution_shown`), on opening
+        and on every move through the slices. With ``reveal=False`` the image
+        stays hidden until :meth:`reveal` (set the labels first, so that
+        napari slices and draws the volume only once).
         """
         self.clear()
+        self._opening = True
         self.spacing = tuple(float(s) for s in spacing)  # type: ignore[assignment]
         self.shape = tuple(int(s) for s in levels[0].shape)  # type: ignore[assignment]
-        self._levels = [LazyLevel(level) for level in levels]
         self._coarse = coarse_level(levels) if coarse_first else 0
+        # The coarse level lives in memory when small: stand-in planes then cost no read at all.
+        coarse = levels[self._coarse]
+        in_memory = None
+        if self._coarse and coarse.nbytes <= COARSE_LEVEL_IN_MEMORY_BYTES:
+            in_memory = np.asarray(coarse[...])
         if contrast is None:
-            contrast = robust_contrast(levels[-1][...])
+            contrast = robust_contrast(in_memory if in_memory is not None and coarse is levels[-1] else levels[-1][...])
+        self._levels = [
+            LazyLevel(
+                in_memory if index == self._coarse and in_memory is not None else level,
+                stand_in=self._stand_in_for(index) if index < self._coarse else None,
+            )
+            for index, level in enumerate(levels)
+        ]
         dtype = np.dtype(levels[0].dtype)
         if np.issubdtype(dtype, np.integer):
             info = np.iinfo(dtype)
             full = (float(min(info.min, contrast[0])), float(max(info.max, contrast[1])))
         else:
             full = (min(contrast[0], float(np.min(levels[-1][...]))), max(contrast[1], float(np.max(levels[-1][...]))))
-        # The layer stays hidden until the camera fits the volume: napari slices a
-        # visible layer at once, at full resolution (a whole level-0 slice of a huge volume).
+        # The layer stays hidden until the camera fits the volume and the labels are set.
         layer = self.image_layer
         layer.visible = False
-        self._set_image_levels(self._coarse)
+        _set_data(self.viewer, layer, self._levels, self.spacing, (0.0, 0.0, 0.0))
         layer.name = name
         layer.contrast_limits_range = list(full)
         layer.contrast_limits = list(contrast)
@@ -246,74 +331,113 @@ class VolumeView(QWidget):
             self.reveal()
         return contrast
 
-    def _set_image_levels(self, first: int) -> None:
-        """Give the image layer levels ``first``, ``first + 1``, ... (placed over the full volume)."""
-        layer = self.image_layer
-        factors = [full / part for full, part in zip(self.shape, self._levels[first].shape)]
-        layer.data = self._levels[first:]
-        layer.scale = [s * f for s, f in zip(self.spacing, factors)]
-        layer.translate = [(f - 1) * s / 2 for s, f in zip(self.spacing, factors)]
-        self._shown_level = first
-
     @property
     def shown_level(self) -> int:
-        """The finest pyramid level the image layer has now (0 once at full resolution)."""
-        return self._shown_level
+        """The finest pyramid level whose data is on screen (0 at full resolution).
+
+        While a plane is read in the background napari shows the coarse level's plane enlarged.
+        """
+        if self.shape is None:
+            return 0
+        return self._coarse if self._request is not None else int(self.image_layer.data_level)
 
     def reveal(self) -> None:
-        """Make the volume visible (napari reads its first slice now, from the coarse level).
-
-        Starts reading the finer levels' planes of the slice on screen in the
-        background; they replace the coarse slice when they are in memory.
-        """
+        """Make the volume visible (napari slices it now: a finer level's plane comes as a stand-in)."""
         if self.shape is None:
             return
         self.image_layer.visible = True
         # fit the volume again once Qt has laid out the canvas (its size may change on first show)
         QTimer.singleShot(0, self._fit_view)
-        if self._shown_level > 0:
-            self._read_fine_planes()
 
     def _fit_view(self) -> None:
-        if self.shape is not None and self._qt_viewer.canvas.native.isVisible():
+        try:
+            visible = self._qt_viewer.canvas.native.isVisible()
+        except RuntimeError:  # the window was closed before this turn of the event loop
+            return
+        if self.shape is not None and visible:
             self.viewer.reset_view()
 
-    def _read_fine_planes(self) -> None:
-        from app.gui.worker import BackgroundTask
+    # -- planes read in the background ------------------------------------------
+    def _stand_in_for(self, level: int) -> Callable[[int, int], np.ndarray | None]:
+        return lambda axis, index: self._stand_in(level, axis, index)
 
-        token = self._token = object()
-        axis, index = self.current_plane()
-        fine = self._levels[: self._shown_level]
+    def _stand_in(self, level: int, axis: int, index: int) -> np.ndarray | None:
+        """The coarse level's plane enlarged to plane ``index`` of ``level``; asks for the real one.
 
-        def read() -> None:
-            for level in fine:
-                ratio = level.shape[axis] / self.shape[axis]
-                level.read_plane(axis, min(int(index * ratio), level.shape[axis] - 1))
+        Returns None (napari then reads the plane itself, and reports a failure) when
+        the background read of that plane failed.
+        """
+        if (level, axis, index) in self._failed or not self._levels:
+            return None
+        lazy = self._levels[level]
+        self._request_plane(lazy, level, axis, index)
+        key = (level, axis, index)
+        if self._enlarged is not None and self._enlarged[0] == key:
+            return self._enlarged[1]
+        coarse = self._levels[self._coarse]
+        factor = 2 ** (self._coarse - level)
+        small = coarse.read_plane(axis, min(index // factor, coarse.array.shape[axis] - 1))
+        size = [int(n) for a, n in enumerate(lazy.array.shape) if a != axis]
+        big = np.repeat(np.repeat(small, factor, axis=0), factor, axis=1)[: size[0], : size[1]]
+        if big.shape != tuple(size):  # a coarse level rounded down: repeat the edge
+            big = np.pad(big, [(0, n - b) for n, b in zip(size, big.shape)], mode="edge")
+        self._enlarged = (key, big)
+        return big
 
-        def done(_result=None) -> None:
-            if token is self._token and self.shape is not None:
-                self._token = None
-                self._set_image_levels(0)
-                if self._buffer is not None and not self.is_3d:
-                    self.labels_layer.visible = True
+    def _request_plane(self, lazy: LazyLevel, level: int, axis: int, index: int) -> None:
+        """Read plane ``index`` of ``lazy`` in the background; the newest request wins.
+
+        While the user moves through the slices the read waits until the
+        slider rests (:data:`READ_AFTER_MS`), so reads do not compete with drawing.
+        """
+        current = self._request
+        if current is not None and current[0] is lazy and current[1:] == (axis, index):
+            return
+        first = current is None and self._opening
+        self._opening = False
+        self._request = (lazy, axis, index)
+        self._pending_level = level
+        self._read_timer.start(0 if first else READ_AFTER_MS)
+
+    def _start_read(self) -> None:
+        request, level = self._request, self._pending_level
+        if request is None:
+            return
+        lazy, axis, index = request
+
+        def read() -> bool:
+            if self._request is not request:  # a newer plane was asked for meanwhile
+                return False
+            lazy.read_plane(axis, index)
+            return True
+
+        def done(was_read: bool) -> None:
+            if self._request is not request:
+                return
+            self._request = None
+            self._enlarged = None
+            if self.shape is not None:
+                self.image_layer.refresh()  # napari slices again: the plane is in memory now
                 self.full_resolution_shown.emit()
 
-        # On a failed read napari reads the plane itself after the swap (and reports the error).
-        task = BackgroundTask(read, done, lambda _message: done())
-        # start once the coarse slice is drawn, so the read does not slow the first frame down
-        QTimer.singleShot(0, lambda: self._pool.start(task) if token is self._token else None)
+        def failed(_message: str) -> None:
+            self._failed.add((level, axis, index))
+            done(False)
+
+        self._pool.start(BackgroundTask(read, done, failed))
 
     def wait_full_resolution(self, timeout_ms: int = 30000) -> bool:
-        """Block (processing events) until the full-resolution slice is shown (tests, benchmarks)."""
+        """Block (processing events) until no plane is read in the background (tests, benchmarks)."""
         import time
 
         from PySide6.QtCore import QCoreApplication
 
         deadline = time.monotonic() + timeout_ms / 1000
-        while self._token is not None and time.monotonic() < deadline:
-            self._pool.waitForDone(10)
+        QCoreApplication.processEvents()
+        while self._request is not None and time.monotonic() < deadline:
+            self._pool.waitForDone(5)
             QCoreApplication.processEvents()
-        return self._token is None
+        return self._request is None
 
     def clear(self) -> None:
         """Remove overlays; hide and empty the volume and labels layers (kept for reuse)."""
@@ -325,15 +449,15 @@ class VolumeView(QWidget):
             if layer is not None and layer.data.shape != (1, 1, 1):
                 self._park_labels(layer)
         self._buffer = None
-        self._token = None  # a background read still running is dropped when it ends
+        self._request = None  # a background read still running is dropped when it ends
+        self._failed.clear()
+        self._enlarged = None
         if self.image_layer.visible or self.shape is not None:
             self.image_layer.visible = False
             self.image_layer.data = self._parked_levels()
-            self.image_layer.scale = (1.0, 1.0, 1.0)
-            self.image_layer.translate = (0.0, 0.0, 0.0)
         self.shape = None
         self._levels = []
-        self._shown_level = 0
+        self._coarse = 0
 
     @property
     def contrast(self) -> tuple[float, float]:
@@ -432,14 +556,10 @@ class VolumeView(QWidget):
         self._buffer = buffer
         self._colors = dict(colors)
         layer = self.labels_layer
-        layer.data = buffer
-        layer.scale = self.spacing
-        layer.translate = (0.0, 0.0, 0.0)
+        _set_data(self.viewer, layer, buffer, self.spacing, (0.0, 0.0, 0.0))
         layer.colormap = _label_colormap(self._colors)
         layer._reset_history()
-        # During a coarse first slice the paint shows with the full-resolution slice (a moment later):
-        # the first frame then needs neither a full-resolution labels slice nor its texture.
-        layer.visible = self._shown_level == 0
+        layer.visible = not self.is_3d
         layers = self.viewer.layers
         if layers.index(layer) != len(layers) - 1:
             layers.move(layers.index(layer), len(layers))

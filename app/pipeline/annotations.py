@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+from collections import OrderedDict
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Sequence
 
@@ -25,6 +26,8 @@ from app.core.progress import ProgressContext, StageError
 from app.pipeline.volume import default_compressor
 
 CHUNKS = (64, 64, 64)
+#: Painted chunks an AnnotationBuffer keeps decoded for the next slices (bytes).
+CACHE_BYTES = 16 * 2**20
 DTYPE = np.uint8
 AXES = "zyx"
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -164,7 +167,10 @@ class AnnotationStats:
     def scan(cls, array: zarr.Array) -> "AnnotationStats":
         """Statistics of every stored chunk of ``array``."""
         stats = cls(array.shape)
-        for selection, block in iter_stored_chunks(array):
+        regions = [chunk_selection(array, index) for index in stored_chunks(array)]
+        blocks = _reader_pool().map(lambda region: np.asarray(array[region]), regions) if len(regions) > 1 else (
+            np.asarray(array[region]) for region in regions)
+        for selection, block in zip(regions, blocks):  # read several at a time: zarr's waits overlap
             stats.add(selection, block)
         return stats
 
@@ -237,6 +243,19 @@ def coarse_labels(array: zarr.Array, max_side: int = 256) -> tuple[np.ndarray, i
 
 
 # -- the painting buffer -----------------------------------------------------------
+_READER_POOL = None
+
+
+def _reader_pool():
+    """A few threads that read chunks at the same time (zarr's waits overlap)."""
+    global _READER_POOL
+    if _READER_POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _READER_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="annotation-read")
+    return _READER_POOL
+
+
 class AnnotationBuffer:
     """An array-like view of the annotations that keeps edits in memory until :meth:`flush`.
 
@@ -257,6 +276,10 @@ class AnnotationBuffer:
         self._original: dict[tuple[int, int, int], np.ndarray] = {}
         #: Chunks on disk: reads touch only these (a missing chunk costs zarr a lookup each).
         self._stored: set[tuple[int, int, int]] = set(stored_chunks(array))
+        #: Stored chunks read lately, as on disk (least recently used first).
+        self._cache: OrderedDict[tuple[int, int, int], np.ndarray] = OrderedDict()
+        chunk_bytes = int(np.prod(self.chunks)) * self.dtype.itemsize
+        self._cache_chunks = max(8, CACHE_BYTES // chunk_bytes)
 
     @property
     def size(self) -> int:
@@ -323,29 +346,48 @@ class AnnotationBuffer:
 
     def __getitem__(self, key) -> np.ndarray:
         box, dropped = self._normalize(key)
-        indices = list(self._chunks_in(box))
-        stored = sum(1 for index in indices if index in self._stored)
-        if stored > 8:  # many painted chunks: one batched (concurrent) zarr read is faster
-            data = np.asarray(self.array[tuple(box)])
-            indices = [index for index in indices if index in self._edited]
-        else:  # mostly unpainted: read only the painted chunks, skip zarr's lookups of the others
-            data = np.zeros(tuple(b.stop - b.start for b in box), DTYPE)
+        data = np.zeros(tuple(b.stop - b.start for b in box), DTYPE)
+        indices = [index for index in self._chunks_in(box) if index in self._edited or index in self._stored]
+        blocks = self._blocks(indices)
         for index in indices:
-            block = self._edited.get(index)
-            if block is None and index not in self._stored:
-                continue
-            region = chunk_selection(self.array, index)
-            hit = self._overlap(box, region)
-            if hit is None:
-                continue
-            if block is not None:
-                data[hit[0]] = block[hit[1]]
-            else:
-                part = tuple(slice(r.start + h.start, r.start + h.stop) for r, h in zip(region, hit[1]))
-                data[hit[0]] = self.array[part]
+            hit = self._overlap(box, chunk_selection(self.array, index))
+            if hit is not None:
+                data[hit[0]] = blocks[index][hit[1]]
         if dropped:
             data = data[tuple(0 if a in dropped else slice(None) for a in range(3))]
         return data
+
+    def _blocks(self, indices: Sequence[tuple[int, int, int]]) -> dict[tuple[int, int, int], np.ndarray]:
+        """Whole chunks: edited ones from memory, stored ones from the cache or read from disk together."""
+        blocks: dict[tuple[int, int, int], np.ndarray] = {}
+        missing = []
+        for index in indices:
+            block = self._edited.get(index)
+            if block is None:
+                block = self._cache.get(index)
+                if block is not None:
+                    self._cache.move_to_end(index)
+            if block is None:
+                missing.append(index)
+            else:
+                blocks[index] = block
+        if missing:
+            regions = [chunk_selection(self.array, index) for index in missing]
+            if len(missing) == 1:
+                read = [np.asarray(self.array[regions[0]])]
+            else:  # one zarr call per chunk, several at a time: their waits overlap
+                read = list(_reader_pool().map(lambda region: np.asarray(self.array[region]), regions))
+            for index, block in zip(missing, read):
+                blocks[index] = block
+                self._remember(index, block)
+        return blocks
+
+    def _remember(self, index: tuple[int, int, int], block: np.ndarray) -> None:
+        """Keep a chunk as stored on disk in the cache (the least recently used ones leave)."""
+        self._cache[index] = block
+        self._cache.move_to_end(index)
+        while len(self._cache) > self._cache_chunks:
+            self._cache.popitem(last=False)
 
     def __setitem__(self, key, value) -> None:
         box, dropped = self._normalize(key)
@@ -362,7 +404,10 @@ class AnnotationBuffer:
                 continue
             block = self._edited.get(index)
             if block is None:
-                original = np.asarray(self.array[region])
+                if index in self._stored:
+                    original = self._blocks([index])[index]
+                else:
+                    original = np.zeros(tuple(r.stop - r.start for r in region), DTYPE)
                 self._original[index] = original
                 block = original.copy()
                 self._edited[index] = block
@@ -381,8 +426,10 @@ class AnnotationBuffer:
             self.array[region] = block
             if block.any():
                 self._stored.add(index)
+                self._remember(index, block)
             else:
                 self._stored.discard(index)
+                self._cache.pop(index, None)
             self.stats.add(region, original, -1)
             self.stats.add(region, block, +1)
             changed.append(region)
@@ -396,6 +443,7 @@ class AnnotationBuffer:
     def reload(self) -> None:
         """Forget unflushed edits and recount (after the array changed on disk)."""
         self.discard()
+        self._cache.clear()
         self._stored = set(stored_chunks(self.array))
         self.stats = AnnotationStats.scan(self.array)
 
@@ -649,17 +697,39 @@ def _blocks(source: LabelSource, axis, indices, slab) -> Iterator[tuple[float, n
 EXPORT_FORMATS = ("tiff", "zarr", "npy")
 
 
+def _only_slices(block: np.ndarray, start: Sequence[int], axis: int | None, indices: Sequence[int] | None) -> np.ndarray:
+    """``block`` (at ``start``) with everything outside slices ``indices`` of plane ``axis`` set to 0."""
+    if axis is None:
+        return block
+    local = [i - start[axis] for i in indices or () if 0 <= i - start[axis] < block.shape[axis]]
+    keep = np.zeros(block.shape[axis], bool)
+    keep[local] = True
+    shape = [1, 1, 1]
+    shape[axis] = block.shape[axis]
+    return np.where(keep.reshape(shape), block, 0).astype(DTYPE, copy=False)
+
+
 def export_annotations(
-    array: zarr.Array, fmt: str, out: str | Path, ctx: ProgressContext | None = None, slab: int = 64
+    array: zarr.Array, fmt: str, out: str | Path, ctx: ProgressContext | None = None, slab: int = 64,
+    axis: int | None = None, indices: Sequence[int] | None = None,
 ) -> list[Path]:
     """Write the annotations as ``tiff`` (a multi-page file if ``out`` ends in .tif/.tiff,
-    else a folder of slices), ``zarr`` (a sparse zarr v3 array) or ``npy``."""
+    else a folder of slices), ``zarr`` (a sparse zarr v3 array) or ``npy``.
+
+    With ``axis`` and ``indices`` only those slices of that plane are written
+    (the rest of the volume as 0), the way :func:`import_labels` reads them back.
+    """
     ctx = ctx or ProgressContext()
     fmt = fmt.lower()
     out = Path(out)
     nz = array.shape[0]
     if fmt not in EXPORT_FORMATS:
         raise StageError(f"annotations can be exported as {', '.join(EXPORT_FORMATS)}, not {fmt!r}")
+    if axis is not None:
+        if not indices:
+            raise StageError("no slices chosen to export")
+        for i in indices:
+            _check_index(array.shape, axis, i)
     if fmt == "npy":
         if out.suffix.lower() != ".npy":
             out = out.with_name(out.name + ".npy")
@@ -667,7 +737,7 @@ def export_annotations(
         target = np.lib.format.open_memmap(out, mode="w+", dtype=DTYPE, shape=tuple(array.shape))
         for z0 in range(0, nz, slab):
             z1 = min(z0 + slab, nz)
-            target[z0:z1] = array[z0:z1]
+            target[z0:z1] = _only_slices(np.asarray(array[z0:z1]), (z0, 0, 0), axis, indices)
             ctx.report(z1 / nz, "exporting")
             ctx.check_cancelled()
         target.flush()
@@ -682,7 +752,10 @@ def export_annotations(
         chunks = stored_chunks(array)
         for n, index in enumerate(chunks):
             selection = chunk_selection(array, index)
-            copy[selection] = array[selection]
+            start = tuple(sl.start for sl in selection)
+            block = _only_slices(np.asarray(array[selection]), start, axis, indices)
+            if block.any():
+                copy[selection] = block
             ctx.report((n + 1) / max(1, len(chunks)), "exporting")
             ctx.check_cancelled()
         ctx.report(1.0, "exported")
@@ -695,7 +768,7 @@ def export_annotations(
         with tifffile.TiffWriter(out, bigtiff=big) as writer:
             for z0 in range(0, nz, slab):
                 z1 = min(z0 + slab, nz)
-                for plane in np.asarray(array[z0:z1]):
+                for plane in _only_slices(np.asarray(array[z0:z1]), (z0, 0, 0), axis, indices):
                     writer.write(plane, contiguous=True, photometric="minisblack")
                 ctx.report(z1 / nz, "exporting")
                 ctx.check_cancelled()
@@ -704,7 +777,7 @@ def export_annotations(
     digits = max(4, len(str(nz - 1)))
     for z0 in range(0, nz, slab):
         z1 = min(z0 + slab, nz)
-        for offset, plane in enumerate(np.asarray(array[z0:z1])):
+        for offset, plane in enumerate(_only_slices(np.asarray(array[z0:z1]), (z0, 0, 0), axis, indices)):
             tifffile.imwrite(out / f"annotations_{z0 + offset:0{digits}d}.tif", plane, photometric="minisblack")
         ctx.report(z1 / nz, "exporting")
         ctx.check_cancelled()

@@ -192,6 +192,8 @@ def test_classes_add_rename_recolor_delete_and_keys(env, qtbot, monkeypatch):
     with qtbot.waitSignal(page.app.scheduler.status_changed, timeout=5000) as signal:
         assert page.delete_class(3)
     assert signal.args == [job.id, "annotated", "converted"]
+    assert "Undo history was reset" in page.message_label.text()
+    assert not page.undo(), "strokes before the delete cannot be undone (the user was told)"
     labels = disk(store, job)
     assert not (labels == 3).any() and (labels == 1).any()
     assert page.class_table.rowCount() == 2
@@ -248,6 +250,7 @@ def test_import_export_from_the_page(env, tmp_path):
     assert np.array_equal(disk(store, job), expected)
     assert page.buffer.stats.class_counts() == {1: int((expected == 1).sum()), 2: int((expected == 2).sum())}
     assert store.get(job.id).status == "annotated"
+    assert "Undo history was reset" in page.message_label.text()
     assert [i.data(0, Qt.ItemDataRole.UserRole)[1] for i in page.summary_items(0)] == [2, 3]
     # painting after an import, then an export that holds both
     page.go_to(0, 10)
@@ -348,11 +351,11 @@ def test_first_slice_comes_from_a_coarse_level_then_full_resolution(env):
     job = converted_job(store, data, name="wide")
     page.set_job(job.id)
     view = page.view
-    assert view.shown_level == 2, "the first slice should come from the 150 x 150 level"
-    assert len(view.image_layer.data) == 1 and view.image_layer.visible
+    assert view.shown_level == 2, "the first slice should come from the 150 x 150 level, enlarged"
+    assert len(view.image_layer.data) == 3 and view.image_layer.visible
     assert page.current_plane() == (0, 8)
     assert view.wait_full_resolution(20000)
-    assert view.shown_level == 0 and len(view.image_layer.data) == 3
+    assert view.shown_level == 0
     assert view.image_layer.scale == pytest.approx([1.0, 1.0, 1.0])
     assert view.image_layer.translate == pytest.approx([0.0, 0.0, 0.0])
     assert np.array_equal(view._levels[0].planes[(0, 8)], data[8]), "the full-resolution plane, read in the background"
@@ -365,6 +368,81 @@ def test_first_slice_comes_from_a_coarse_level_then_full_resolution(env):
     first = open_job(env)[2]
     assert view.wait_full_resolution(20000)
     assert view.shape == SHAPE and page._loaded_job == first.id
+
+
+class BlockWatch:
+    """A 10 ms timer that records the longest gap between its ticks (the UI thread's longest stall)."""
+
+    def __init__(self) -> None:
+        from PySide6.QtCore import QElapsedTimer
+
+        self.clock = QElapsedTimer()
+        self.timer = QTimer()
+        self.timer.setInterval(10)
+        self.timer.timeout.connect(self._tick)
+        self.longest = 0
+
+    def _tick(self) -> None:
+        self.longest = max(self.longest, self.clock.restart())
+
+    def __enter__(self):
+        self.clock.start()
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.timer.stop()
+
+
+def frame_ms(view) -> float:
+    """The longest of three plain repaints of the canvas (software OpenGL here: tens of ms a frame)."""
+    import time
+
+    canvas, longest = view.canvas_widget(), 0.0
+    for _ in range(3):
+        start = time.perf_counter()
+        canvas.repaint()
+        QApplication.processEvents()
+        longest = max(longest, 1000 * (time.perf_counter() - start))
+    return longest
+
+
+def test_moving_through_slices_never_reads_full_resolution_on_the_ui_thread(env, qtbot):
+    """Slider moves show the coarse plane at once; the 1024 x 1024 plane follows from a background read."""
+    import time
+
+    store, page = env
+    data = phantom((32, 1024, 1024))  # a level-0 z plane spans 256 chunks: ~0.2 s to read
+    job = converted_job(store, data, name="big planes")
+    page.set_job(job.id)
+    view = page.view
+    assert view.wait_full_resolution(20000)
+    frame = frame_ms(view)
+    dims = view.viewer.dims
+    steps = iter([3, 4, 5, 9, 20, 21, 30, 31])
+    moves: list[float] = []
+
+    def move() -> None:  # what dragging the slider does, one step per event-loop turn
+        index = next(steps, None)
+        if index is None:
+            return
+        start = time.perf_counter()
+        dims.set_current_step(0, index)  # napari slices every layer here, on the UI thread
+        moves.append(1000 * (time.perf_counter() - start))
+        QTimer.singleShot(30, move)
+
+    QApplication.processEvents()
+    with BlockWatch() as watch:
+        move()
+        qtbot.waitUntil(lambda: len(moves) == 8, timeout=20000)
+        assert view.wait_full_resolution(20000)
+    assert max(moves) < 100, f"slicing took {max(moves):.0f} ms on the UI thread"
+    # Each move is followed by one frame that uploads new slice textures: with software OpenGL
+    # that frame alone takes up to about twice a plain repaint; a plane read would add ~200 ms.
+    assert watch.longest < 100 + 2 * frame, f"the UI thread stalled {watch.longest} ms (a frame: {frame:.0f} ms)"
+    assert page.current_plane() == (0, 31) and view.shown_level == 0
+    assert np.array_equal(view._levels[0].planes[(0, 31)], data[31]), "the newest plane is read and shown"
+    assert set(view._levels[0].planes) == {(0, 31)}, "one full-resolution plane is kept, not every one passed"
 
 
 def test_hidden_page_does_no_work_until_shown_and_opens_mid_volume(env, qtbot):
@@ -385,3 +463,30 @@ def test_hidden_page_does_no_work_until_shown_and_opens_mid_volume(env, qtbot):
     assert page.buffer is not None and page._loaded_job == job.id
     assert page.current_plane() == (0, SHAPE[0] // 2)
     assert page.slice_label.text().startswith(f"z slice {SHAPE[0] // 2} of {SHAPE[0] - 1}")
+
+
+def test_the_window_warms_the_viewer_up_then_the_tab_opens_a_job_at_once(qtbot, tmp_path):
+    """What ``main.py`` does after start-up: the napari viewer is made before the Annotate tab is clicked."""
+    import time
+
+    from tests.gui.window_support import make_window, stop_window
+
+    store = JobStore(tmp_path / "ws")
+    job = converted_job(store, phantom(SHAPE), name="warm")
+    window = make_window(qtbot, store)
+    try:
+        page = window.pages["Annotate"]
+        assert page.view is None, "no viewer before the warm-up"
+        window.warm_up_pages(delay_ms=0)
+        qtbot.waitUntil(lambda: page.view is not None, timeout=60000)
+        window.select_job(job.id)
+        assert page.buffer is None, "the hidden tab opens nothing yet"
+        start = time.perf_counter()
+        window.show_page("Annotate")
+        shot = page.view.screenshot()
+        assert time.perf_counter() - start < 2.0
+        assert page.buffer is not None and page.current_plane() == (0, SHAPE[0] // 2)
+        assert shot[..., :3].std() > 5
+    finally:
+        stop_window(qtbot, window)
+        store.close()

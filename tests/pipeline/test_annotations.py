@@ -269,6 +269,31 @@ def test_status_rule_moves_both_ways_and_leaves_later_states(store):
 
 
 # -- command line ----------------------------------------------------------------------
+@pytest.mark.parametrize("fmt, name", [("npy", "s.npy"), ("zarr", "s.zarr"), ("tiff", "s.tif")])
+def test_cli_export_chosen_slices_round_trips_with_import(store, workspace, tmp_path, capsys, fmt, name):
+    """``export --slices`` writes only those slices (the rest 0), the way ``annotate --slices`` reads them."""
+    job = converted_job(store, name="slices")
+    labels = labels_volume()
+    source = write_source(tmp_path, labels, "npy")
+    ws = ["--workspace", str(workspace)]
+    assert cli_main(["annotate", str(job.id), "--labels", str(source), "--map", "7=1", *ws]) == 0
+    painted = np.where(labels == 7, 1, labels).astype(np.uint8)
+    out_path = tmp_path / name
+    assert cli_main(["export", str(job.id), "--what", "annotations", "--format", fmt, "--out", str(out_path),
+                     "--slices", "x:3,10-11", *ws]) == 0
+    assert str(out_path) in capsys.readouterr().out
+    with ann.LabelSource(out_path) as back:
+        got = back.read(0, SHAPE[0])
+    expected = np.zeros(SHAPE, np.uint8)
+    expected[:, :, [3, 10, 11]] = painted[:, :, [3, 10, 11]]
+    assert np.array_equal(got, expected)
+    # bad slices: one clear line, nothing written
+    code = cli_main(["export", str(job.id), "--what", "annotations", "--format", "npy",
+                     "--out", str(tmp_path / "bad.npy"), "--slices", f"x:{SHAPE[2]}", *ws])
+    assert code != 0 and not (tmp_path / "bad.npy").exists()
+    assert "out of range" in capsys.readouterr().err
+
+
 def test_cli_annotate_classes_export_round_trip(store, workspace, tmp_path, capsys):
     job = converted_job(store, name="shell")
     labels = labels_volume()

@@ -11,6 +11,7 @@ API for other pages (live preview, segmentation overlays): ``stroke_committed``,
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 from pathlib import Path
@@ -32,6 +33,8 @@ from app.gui.worker import BackgroundTask
 log = logging.getLogger(__name__)
 AXES = "zyx"
 TOOLS = ("paint", "erase", "fill")
+#: Said after a change on disk that strokes cannot undo (an import, a class deleted).
+HISTORY_RESET = "Undo history was reset: earlier strokes can no longer be undone."
 #: Painted slices listed per plane in the summary (the rest are counted).
 MAX_LISTED_SLICES = 400
 
@@ -346,13 +349,26 @@ class AnnotatePage(JobPage):
             self.view_stack.addWidget(self.view)
         return self.view
 
+    def warm_up_steps(self) -> list:
+        """:meth:`warm_up` in short steps (the main window runs one per turn of its event loop)."""
+
+        def imports(*names: str):
+            return lambda: [importlib.import_module(name) for name in names]
+
+        return [
+            imports("zarr", "app.pipeline.annotations", "app.stages.annotation"),
+            _warm_up_zarr,
+            imports("napari.utils", "napari.components"),
+            imports("napari.layers"),
+            imports("napari._vispy", "napari._qt"),
+            imports("napari.viewer", "napari.window"),
+            self._ensure_view,
+        ]
+
     def warm_up(self) -> None:
         """Create the napari viewer (and import zarr) now, so that opening a job later is quick."""
-        import app.pipeline.annotations  # noqa: F401 - zarr takes a second to import
-        import app.stages.annotation  # noqa: F401
-
-        _warm_up_zarr()
-        self._ensure_view()
+        for step in self.warm_up_steps():
+            step()
 
     # -- jobs -----------------------------------------------------------------
     def job_changed(self, job_id: int | None) -> None:
@@ -727,7 +743,7 @@ class AnnotatePage(JobPage):
         self._after_disk_change()
         if new_status != old_status:
             self._announce((old_status, new_status))
-        self.show_message(f"Deleted class “{cls.name}” ({removed} voxels unpainted).")
+        self.show_message(f"Deleted class “{cls.name}” ({removed} voxels unpainted). {HISTORY_RESET}")
         return True
 
     def _after_disk_change(self) -> None:
@@ -832,7 +848,7 @@ class AnnotatePage(JobPage):
         self._set_busy(True, f"Importing {Path(path).name}…")
 
         def done(written) -> None:
-            self._set_busy(False, f"Imported {written} labelled voxels from {Path(path).name}.")
+            self._set_busy(False, f"Imported {written} labelled voxels from {Path(path).name}. {HISTORY_RESET}")
             self._after_disk_change()
             new_status = store.get(job.id).status
             if new_status != old_status:
