@@ -7,9 +7,9 @@ from pathlib import Path
 import app  # noqa: F401 - sets OMP_WAIT_POLICY before any test loads torch
 import pytest
 
-from app.gui.qt_workarounds import guard_none_refcount
+from app.gui.qt_workarounds import apply_qt_workarounds
 
-guard_none_refcount()  # PySide6 6.12 on Python 3.11 drops a reference to None per void Qt call
+apply_qt_workarounds()  # as the app does: None kept alive, no module sources cached by PySide6
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"

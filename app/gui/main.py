@@ -15,9 +15,9 @@ log = logging.getLogger(__name__)
 def make_application() -> QApplication:
     """The running QApplication (created if needed), named and with the app icon."""
     from app.gui.main_window import app_icon, resource_path
-    from app.gui.qt_workarounds import guard_none_refcount
+    from app.gui.qt_workarounds import apply_qt_workarounds
 
-    guard_none_refcount()  # else a long session ends in "Fatal Python error: none_dealloc"
+    apply_qt_workarounds()  # else a long session ends in "Fatal Python error: none_dealloc"
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName(APP_NAME)
     app.setApplicationDisplayName(APP_NAME)

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.memory import return_freed_memory
 from app.core.statuses import ERRORS, JobStatus, TransitionError, parse_status
 from app.gui.dialogs import NewJobDialog, NewJobRequest, RenameDialog
 from app.gui.job_table import JobTableModel, ProgressDelegate, status_label
@@ -568,7 +569,10 @@ class MainWindow(QMainWindow):
                 steps.append(page.warm_up)
 
         def run_next() -> None:
-            if self._closing or not steps:
+            if self._closing:
+                return
+            if not steps:
+                return_freed_memory()  # napari's start-up leaves much freed memory behind
                 return
             step = steps.pop(0)
             try:

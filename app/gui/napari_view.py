@@ -15,6 +15,7 @@ import numpy as np
 from PySide6.QtCore import QThreadPool, QTimer, Signal
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
+from app.core.memory import return_freed_memory
 from app.gui.worker import BackgroundTask
 
 #: dims.order for each plane: the plane's axis first (the slider), the two shown last.
@@ -132,6 +133,8 @@ class LazyLevel:
 COARSE_LEVEL_IN_MEMORY_BYTES = 32 * 2**20
 #: A plane is read once the slider has rested this long (ms), not on every step of a drag.
 READ_AFTER_MS = 120
+#: Freed memory is returned to the system this long (ms) after a read plane replaced a stand-in.
+TRIM_AFTER_MS = 500
 #: The first slice comes from the finest level whose planes have at most this many pixels.
 COARSE_PLANE_PIXELS = 256 * 256
 
@@ -215,9 +218,9 @@ class VolumeView(QWidget):
         super().__init__(parent)
         import napari
 
-        from app.gui.qt_workarounds import guard_none_refcount
+        from app.gui.qt_workarounds import apply_qt_workarounds
 
-        guard_none_refcount()  # napari's Qt code makes many void Qt calls (see qt_workarounds)
+        apply_qt_workarounds()  # napari makes many void Qt calls and imports much after Qt (see qt_workarounds)
 
         self.viewer = napari.Viewer(show=False, title="Strata")
         self._qt_viewer = self.viewer.window._qt_viewer
@@ -243,6 +246,11 @@ class VolumeView(QWidget):
         self._read_timer = QTimer(self)
         self._read_timer.setSingleShot(True)
         self._read_timer.timeout.connect(self._start_read)
+        # once a read plane is drawn, the buffers it replaced are handed back to the system
+        self._trim_timer = QTimer(self)
+        self._trim_timer.setSingleShot(True)
+        self._trim_timer.setInterval(TRIM_AFTER_MS)
+        self._trim_timer.timeout.connect(return_freed_memory)
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(1)
         self.viewer.dims.events.current_step.connect(self._on_step)
@@ -419,6 +427,7 @@ class VolumeView(QWidget):
             if self.shape is not None:
                 self.image_layer.refresh()  # napari slices again: the plane is in memory now
                 self.full_resolution_shown.emit()
+                self._trim_timer.start()
 
         def failed(_message: str) -> None:
             self._failed.add((level, axis, index))
