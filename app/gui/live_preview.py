@@ -292,6 +292,13 @@ class LivePreview(QObject):
             self.page.remove_overlay(PREVIEW_LAYER)
             self._shown_plane = None
 
+    def shutdown(self) -> None:
+        """Stop for good (the window closes): nothing running now or asked later reaches the viewer."""
+        self.enabled = False
+        self._follow.stop()
+        self._pending = None
+        self._serial += 1
+
     def on_stroke(self, axis: int, index: int) -> None:
         if self.enabled:
             self._watch_view()

@@ -231,6 +231,7 @@ class VolumeView(QWidget):
         self.labels_layer = None
         self.labels_3d = None
         self.overlays: dict[str, Any] = {}
+        self.closed = False  # set by close_viewer: napari's widgets are gone, layers can no longer be added
         self._buffer = None
         self._colors: dict[int, str] = {}
         self.spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
@@ -652,8 +653,10 @@ class VolumeView(QWidget):
         ``data`` is a 2D slice (shown on ``plane``, default the current one), a
         3D array, or a multiscale list of 3D arrays. Integer data is shown as
         labels coloured by ``colors`` (value -> colour); other data as an image
-        with the colormap named by ``colors``.
+        with the colormap named by ``colors``. Does nothing once the viewer is closed.
         """
+        if self.closed:
+            return
         self.remove_overlay(name)
         multiscale = isinstance(data, (list, tuple))
         first = data[0] if multiscale else data
@@ -706,6 +709,7 @@ class VolumeView(QWidget):
 
     def close_viewer(self) -> None:
         """Release the viewer (the window closes)."""
+        self.closed = True
         try:
             self.viewer.layers.clear()
             self.viewer.close()

@@ -176,3 +176,34 @@ def test_engine_predicts_a_painted_slice(tmp_path):
     assert again.shape == (16, 64)
     assert time.perf_counter() - start < 60
     store.close()
+
+
+def test_a_preview_still_running_when_the_window_closes_is_dropped(qapp, tmp_path, qtbot):
+    """Closing while a preview is computed: its result never reaches the closed viewer (no error)."""
+    from app.gui.pages.annotate import AnnotatePage
+    from app.gui.pages.base import AppContext
+    from app.gui.worker import JobScheduler
+
+    store = JobStore(tmp_path / "ws")
+    page = AnnotatePage(AppContext(store, JobScheduler(store)))
+    page.resize(900, 600)
+    page.show()
+    page.warm_up()
+    job, _ = annotated_job(store, shape=(24, 96, 96), slices=(12,))
+    page.set_job(job.id)
+    QApplication.processEvents()
+    preview = page.live_preview
+    page.go_to(0, 12)
+    preview.set_enabled(True)  # starts the first preview (a fit) in the worker
+    assert preview._running
+    page.shutdown()  # the window closes meanwhile
+    preview.wait()
+    for _ in range(20):  # the finished preview's result is delivered now, and dropped
+        QApplication.processEvents()
+    assert not preview._running and preview.dropped >= 1
+    assert page.view.closed and PREVIEW_LAYER not in page.view.overlays
+    page.view.set_overlay("late", np.zeros((24, 96, 96), np.uint8))  # what a late caller would do
+    assert "late" not in page.view.overlays
+    page.close()
+    page.deleteLater()
+    store.close()

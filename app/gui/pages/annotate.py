@@ -390,6 +390,7 @@ class AnnotatePage(JobPage):
 
     def shutdown(self) -> None:
         self.commit_edits()
+        self.live_preview.shutdown()
         if self.view is not None:
             self.view.close_viewer()
 
