@@ -43,12 +43,14 @@ def test_train_quick_lists_the_version_and_segments(env, qtbot, tmp_path):
     store, scheduler, page = env
     job, _ = annotated_job(store)
     page.set_job(job.id)
+    assert page.progress.text() == "nothing running"  # not an idle "0%"
     page.scales_edit.setText("0.7, 1.6, 3.5")
     seen = []
     scheduler.progress.connect(lambda j, f, m: seen.append(m))
     assert page.train("quick", FAST)
     wait_idle(qtbot, scheduler, job.id)
     assert store.get(job.id).status == "segmented"
+    assert page.progress.text() == "100%"
     assert page.table.rowCount() == 1
     header = [page.table.horizontalHeaderItem(c).text() for c in range(page.table.columnCount())]
     row = {header[c]: page.table.item(0, c).text() for c in range(len(header))}

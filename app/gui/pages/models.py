@@ -36,6 +36,8 @@ from app.gui.pages.base import AppContext, JobPage
 from app.gui.settings import Preferences
 
 COLUMNS = ["Model", "Kind", "Parameters", "Paint", "Held-out Dice / IoU", "Training-paint accuracy", "Created", "State"]
+#: What the progress bar says while nothing runs for the job.
+IDLE_FORMAT = "nothing running"
 
 
 def _params_text(kind: str, params: dict) -> str:
@@ -121,6 +123,7 @@ class ModelsPage(JobPage):
         progress_row = QHBoxLayout()
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
+        self.progress.setFormat(IDLE_FORMAT)
         self.progress_label = QLabel("")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(self.cancel)
@@ -179,6 +182,7 @@ class ModelsPage(JobPage):
 
     def job_changed(self, job_id: int | None) -> None:
         self.progress.setValue(0)
+        self.progress.setFormat(IDLE_FORMAT)
         self.progress_label.setText("")
         self.show_message("")
         self.refresh()
@@ -327,6 +331,7 @@ class ModelsPage(JobPage):
     def _progress(self, job_id: int, fraction: float, message: str) -> None:
         if job_id != self.job_id:
             return
+        self.progress.setFormat("%p%")
         self.progress.setValue(int(fraction * 1000))
         self.progress_label.setText(message)
 
