@@ -11,9 +11,11 @@ training time, segmentation throughput (voxels/s), Dice per class against the
 ground truth, as ratios to the baseline; plus the live preview's latency on a
 512 x 512 slice and peak RSS of segmentation for a volume and one twice as large.
 
-``--slab N`` segments only N middle z-slices with the baseline and the deep
-model (their throughput and Dice are measured there; the quick model is
-measured on the same slab and on the whole volume).
+By default all three segment the whole volume. ``--slab N`` segments only N
+middle z-slices with the baseline and the deep model, to save time (the quick
+model is measured on the same slab and on the whole volume; a slab of 32 or
+fewer slices is a single block for it, run by one worker on one core, so its
+slab figure understates it).
 """
 
 from __future__ import annotations
