@@ -291,6 +291,7 @@ class LivePreview(QObject):
             self._serial += 1  # whatever runs now is stale
             self.page.remove_overlay(PREVIEW_LAYER)
             self._shown_plane = None
+            self.message.emit("Live preview off")
 
     def shutdown(self) -> None:
         """Stop for good (the window closes): nothing running now or asked later reaches the viewer."""

@@ -104,6 +104,7 @@ def test_a_stroke_updates_the_preview_without_blocking_the_ui(env, qtbot):
     qtbot.waitUntil(lambda: not preview._running, timeout=10000)
     tools.live_toggle.setChecked(False)
     assert PREVIEW_LAYER not in [layer.name for layer in page.view.viewer.layers]
+    assert tools.status.text() == "Live preview off"  # not the last preview's timing
 
 
 def test_the_preview_follows_the_slice_on_screen(env, qtbot):

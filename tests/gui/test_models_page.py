@@ -45,10 +45,13 @@ def test_train_quick_lists_the_version_and_segments(env, qtbot, tmp_path):
     page.set_job(job.id)
     assert page.progress.text() == "nothing running"  # not an idle "0%"
     page.scales_edit.setText("0.7, 1.6, 3.5")
-    seen = []
+    seen, said = [], []
     scheduler.progress.connect(lambda j, f, m: seen.append(m))
+    scheduler.status_changed.connect(lambda j, old, new: said.append((new, page.message_label.text())))
     assert page.train("quick", FAST)
+    assert page.message_label.text().startswith("Training quick model")
     wait_idle(qtbot, scheduler, job.id)
+    assert ("segmenting", "Segmenting the whole volume, block by block…") in said  # not still "Training …"
     assert store.get(job.id).status == "segmented"
     assert page.progress.text() == "100%"
     assert page.table.rowCount() == 1

@@ -237,6 +237,12 @@ class AnnotatePage(JobPage):
         lay.addLayout(row)
         side.addWidget(box)
 
+        # tools of other pages (live preview, suggest a slice, segmentation layer): in sight, under the brush
+        self.extra_box = QGroupBox("Model")
+        self.extra_layout = QVBoxLayout(self.extra_box)
+        self.extra_box.setVisible(False)
+        side.addWidget(self.extra_box)
+
         # classes
         box = QGroupBox("Classes (keys 1-9 pick one)")
         lay = QVBoxLayout(box)
@@ -291,12 +297,6 @@ class AnnotatePage(JobPage):
         lay.addWidget(self.import_button)
         lay.addWidget(self.export_button)
         side.addWidget(box)
-
-        # tools of other pages (live preview, overlays)
-        self.extra_box = QGroupBox("More")
-        self.extra_layout = QVBoxLayout(self.extra_box)
-        self.extra_box.setVisible(False)
-        side.addWidget(self.extra_box)
 
         self.message_label = QLabel("")
         self.message_label.setWordWrap(True)

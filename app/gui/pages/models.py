@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.statuses import JobStatus
 from app.gui.pages.base import AppContext, JobPage
 from app.gui.settings import Preferences
 
@@ -189,6 +190,8 @@ class ModelsPage(JobPage):
 
     def status_changed(self, job_id: int, old: str, new: str) -> None:
         if job_id == self.job_id:
+            if new == JobStatus.SEGMENTING.value and not self._error_shown:
+                self.show_message("Segmenting the whole volume, block by block…")
             self.refresh()
 
     def refresh(self) -> None:
