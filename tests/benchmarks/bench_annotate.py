@@ -11,6 +11,9 @@ Each side runs in its own subprocess, with napari's window already up:
   window is idle), the job selected in the list, then the click on the Annotate tab:
   multiscale levels read lazily, the first slice rendered from a coarse level.
 
+A third process measures a floor: napari's empty window with a tiny Labels layer,
+the least any painting in napari needs (with Strata's PySide6 work-arounds).
+
 Reported: seconds to the first rendered slice and resident memory afterwards,
 as medians of --runs runs, and ratios; memory before opening is napari's empty
 window on one side and Strata's whole window (napari view made, job selected) on the other; then the time from the end of a stroke
@@ -112,6 +115,29 @@ def side_napari(folder: Path) -> dict:
     seconds = time.perf_counter() - start
     app.processEvents()
     return {"first_slice_s": seconds, "rss_gib": rss_gib(), "peak_gib": peak_gib(), "rss_before_gib": before}
+
+
+def side_floor() -> dict:
+    """The least a napari-based painter needs: napari's empty window and a tiny Labels layer.
+
+    With the same PySide6 work-arounds as Strata's, so that this is a floor for
+    Strata too (a Labels layer brings pandas and scipy.linalg into the process).
+    """
+    from PySide6.QtWidgets import QApplication
+
+    from app.gui.qt_workarounds import apply_qt_workarounds
+
+    apply_qt_workarounds()
+    import napari
+
+    app = QApplication.instance() or QApplication([])
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1300, 800)
+    app.processEvents()
+    viewer.add_labels(np.zeros((4, 64, 64), np.uint8))
+    viewer.screenshot(canvas_only=True)
+    app.processEvents()
+    return {"rss_gib": rss_gib()}
 
 
 def _spin(app, seconds: float) -> None:
@@ -218,6 +244,9 @@ def main() -> None:
     if args.side == "napari":
         print(json.dumps(side_napari(Path(args.folder))))
         return
+    if args.side == "floor":
+        print(json.dumps(side_floor()))
+        return
     if args.side == "strata":
         print(json.dumps(side_strata(Path(args.folder), args.job, args.strokes)))
         return
@@ -233,9 +262,10 @@ def main() -> None:
         marker.write_text(str(job_id))
     subprocess.run(["cat", *map(str, sorted((folder / "stack").glob("*.tif")))], stdout=subprocess.DEVNULL)  # warm the page cache
     try:
-        napari_runs, strata_runs = [], []
+        napari_runs, strata_runs, floor_runs = [], [], []
         for run in range(args.runs):
             napari_runs.append(run_side(["--side", "napari", "--folder", str(folder)]))
+            floor_runs.append(run_side(["--side", "floor"]))
             strata_runs.append(run_side(["--side", "strata", "--folder", str(folder), "--job", str(job_id),
                                          "--strokes", str(args.strokes)]))
             base, ours = napari_runs[-1]["first_slice_s"], strata_runs[-1]["first_slice_s"]
@@ -269,6 +299,10 @@ def main() -> None:
     count = sum(r["strokes"] for r in strata_runs)
     print(f"{'stroke end -> on disk (ms)':<30} {'':>13} {stroke:>9.1f}   "
           f"(target < 100; p95 {p95:.1f}, worst {worst:.1f} of {count} strokes)")
+    quarter, floor = med(napari_runs, "rss_gib") / 4, med(floor_runs, "rss_gib")
+    print(f"a quarter of napari alone is {quarter:.3f} GiB; napari's empty window with a 4 x 64 x 64 Labels layer "
+          f"(with Strata's PySide6 work-arounds) already takes {floor:.3f} GiB, Strata's whole window with the job "
+          f"open {med(strata_runs, 'rss_gib'):.3f} GiB")
     print(f"heavy modules in Strata's process: {strata_runs[-1]['heavy_modules'] or 'none of torch, sklearn, vtk'}")
 
 
