@@ -75,7 +75,7 @@ class PreviewEngine:
         """The painted voxels, re-reading only the annotation chunks written since the last call."""
         import zarr
 
-        from app.pipeline.annotations import chunk_selection, stored_chunks
+        from app.pipeline.annotations import chunk_selection, stored_chunks, stroke_axes
         from app.pipeline.training_data import Paint, assign_planes
 
         if not (self.annotations_path / "zarr.json").is_file():
@@ -92,19 +92,19 @@ class PreviewEngine:
             if cached is None or cached[0] != stamp:
                 selection = chunk_selection(array, index)
                 data = array[selection]
-                found = np.nonzero(data)
+                found, allowed = stroke_axes(data)
                 offset = np.array([sl.start for sl in selection], dtype=np.int64)
-                cached = (stamp, np.stack(found, 1).astype(np.int64) + offset, data[found])
+                cached = (stamp, found + offset, data[tuple(found.T)], allowed)
             seen[index] = cached
         self._chunks = seen
-        self._paint_key = frozenset((index, stamp) for index, (stamp, _, _) in seen.items())
+        self._paint_key = frozenset((index, cached[0]) for index, cached in seen.items())
         if not seen:
             return None
         coords = np.concatenate([c[1] for c in seen.values()])
         labels = np.concatenate([c[2] for c in seen.values()]).astype(np.uint8)
         if not len(labels):
             return None
-        plane_ids, planes = assign_planes(coords, array.shape)
+        plane_ids, planes = assign_planes(coords, array.shape, np.concatenate([c[3] for c in seen.values()]))
         return Paint(coords, labels, plane_ids, planes)
 
     def fit(self) -> bool:

@@ -200,6 +200,94 @@ class AnnotationStats:
         return int(self.counts[1:].sum())
 
 
+def stroke_axes(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The painted voxels of a block (n, 3) and, for each, the axes its stroke may have been laid across.
+
+    Paint laid on a slice leaves a voxel's two neighbours along the slice's
+    normal unpainted while neighbours within the slice are painted, so the
+    normal is among the axes with the fewest painted neighbours: a boolean
+    (n, 3) of them. One axis decides; a line one voxel wide leaves two, a lone
+    voxel or paint on consecutive slices three, for :func:`strongest_plane`.
+    """
+    painted = np.asarray(block) > 0
+    coords = np.argwhere(painted)
+    padded = np.pad(painted, 1).view(np.uint8)  # outside the block counts as unpainted
+    strides = np.array([padded.shape[1] * padded.shape[2], padded.shape[2], 1])
+    flat, at = padded.ravel(), (coords + 1) @ strides
+    counts = np.stack([flat[at - strides[a]] + flat[at + strides[a]] for a in range(3)], 1)
+    return coords, counts == counts.min(1, initial=2)[:, None]
+
+
+def strongest_plane(coords: np.ndarray, profiles: Sequence[np.ndarray], allowed: np.ndarray | None = None) -> np.ndarray:
+    """For each voxel (n, 3), the axis of the one of its three planes holding the most paint.
+
+    ``profiles[a][i]`` is the paint on slice ``i`` of plane ``a``; only the axes
+    ``allowed`` (n, 3) compete, if given; ties go to z, then y, then x.
+    """
+    per_axis = np.stack([profiles[a][coords[:, a]] for a in range(3)], 1).astype(np.int64)
+    if allowed is not None:
+        per_axis = np.where(allowed, per_axis, -1)
+    return np.argmax(per_axis, 1)
+
+
+#: Above this much paint the summary does not look for the planes painted on.
+MAX_VOXELS_FOR_PLANES = 8_000_000
+
+
+class PlaneFinder:
+    """The slices of each plane that paint was laid on (:func:`stroke_axes`, then :func:`strongest_plane`).
+
+    Keeps, per stored chunk, the slices its decided voxels were laid on and its
+    undecided voxels (4 bytes each), and re-reads only the chunks written since the last call,
+    so asking after every stroke costs little. Use it from one thread at a time.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._chunks: dict[tuple[int, int, int], tuple] = {}  # (stamp, laid_on, offset, undecided, allowed)
+
+    def planes(self, profiles: Sequence[np.ndarray]) -> dict[int, list[int]] | None:
+        """Indices per plane (0 = z, 1 = y, 2 = x); None above :data:`MAX_VOXELS_FOR_PLANES` painted voxels."""
+        if int(np.sum(profiles[0])) > MAX_VOXELS_FOR_PLANES:
+            self._chunks = {}
+            return None
+        array = zarr.open_array(str(self.path), mode="r")
+        kept, stale = {}, []
+        for index in stored_chunks(array):
+            stamp = self._stamp(index)
+            cached = self._chunks.get(index)
+            if cached is not None and cached[0] == stamp:
+                kept[index] = cached
+            else:
+                stale.append((index, stamp))
+        local = np.uint8 if max(array.chunks) <= 256 else np.uint16
+        for index, stamp in stale:  # one at a time: the shared reader threads stay free for painting
+            region = chunk_selection(array, index)
+            coords, allowed = stroke_axes(np.asarray(array[region]))
+            offset = np.array([sl.start for sl in region])
+            decided = allowed.sum(1) == 1
+            laid_on = [np.unique(coords[decided & allowed[:, a], a]) + offset[a] for a in range(3)]
+            kept[index] = (stamp, laid_on, offset, coords[~decided].astype(local), allowed[~decided])
+        self._chunks = kept
+        marks = [np.zeros(len(p), dtype=bool) for p in profiles]
+        for _stamp, laid_on, offset, undecided, allowed in kept.values():
+            for a in range(3):
+                marks[a][laid_on[a]] = True
+            if len(undecided):
+                undecided = undecided + offset
+                axis = strongest_plane(undecided, profiles, allowed)
+                for a in range(3):
+                    marks[a][undecided[axis == a, a]] = True
+        return {a: [int(i) for i in np.flatnonzero(marks[a])] for a in range(3)}
+
+    def _stamp(self, index: Sequence[int]) -> tuple[int, int]:
+        try:
+            info = self.path.joinpath("c", *(str(i) for i in index)).stat()
+        except OSError:
+            return (0, 0)
+        return (info.st_mtime_ns, info.st_size)
+
+
 def class_counts(array: zarr.Array) -> dict[int, int]:
     """Painted voxels per class value (values without paint are left out)."""
     return AnnotationStats.scan(array).class_counts()

@@ -1,8 +1,9 @@
 """Training data from the paint: painted voxels, the slices they lie on, splits by slice.
 
-A painted voxel belongs to the plane (axis, index) on which most paint lies
-among its three planes, which recovers the slices a user painted on in any of
-the three orientations. Splits keep whole slices apart, so held-out metrics
+A painted voxel belongs to the plane (axis, index) its stroke was laid on:
+the one across which its neighbours are unpainted, or else the one among its
+three planes holding the most paint (``annotations.stroke_axes``). This recovers
+the slices a user painted on in any of the three orientations. Splits keep whole slices apart, so held-out metrics
 measure paint the model never saw, not neighbours of it.
 """
 
@@ -44,30 +45,36 @@ class Paint:
 
 def read_paint(annotations) -> Paint:
     """All painted voxels of an annotation array (reads only the chunks that hold paint)."""
-    from app.pipeline.annotations import iter_stored_chunks
+    from app.pipeline.annotations import iter_stored_chunks, stroke_axes
 
-    coords, labels = [], []
+    coords, labels, allowed = [], [], []
     for selection, data in iter_stored_chunks(annotations):
-        found = np.nonzero(data)
-        if not found[0].size:
+        found, across = stroke_axes(data)
+        if not len(found):
             continue
-        offset = np.array([s.start for s in selection], dtype=np.int64)
-        coords.append(np.stack(found, 1).astype(np.int64) + offset)
-        labels.append(data[found])
+        labels.append(data[tuple(found.T)])
+        coords.append(found + np.array([s.start for s in selection], dtype=np.int64))
+        allowed.append(across)
     if not coords:
         empty = np.zeros((0, 3), np.int64)
         return Paint(empty, np.zeros(0, np.uint8), np.zeros(0, np.int64), [])
     c = np.concatenate(coords)
     v = np.concatenate(labels).astype(np.uint8)
-    plane_ids, planes = assign_planes(c, annotations.shape)
+    plane_ids, planes = assign_planes(c, annotations.shape, np.concatenate(allowed))
     return Paint(c, v, plane_ids, planes)
 
 
-def assign_planes(coords: np.ndarray, shape) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """For each voxel, the plane among its three holding the most paint."""
+def assign_planes(coords: np.ndarray, shape, allowed: np.ndarray | None = None) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """For each voxel, the plane its stroke was laid on, and the planes found.
+
+    ``allowed`` (n, 3), from ``annotations.stroke_axes``: the axes a voxel's
+    neighbours leave possible (all three if not given); among them, the plane
+    holding the most paint.
+    """
+    from app.pipeline.annotations import strongest_plane
+
     counts = [np.bincount(coords[:, a], minlength=shape[a]) for a in range(3)]
-    per_axis = np.stack([counts[a][coords[:, a]] for a in range(3)], 1)
-    axis = np.argmax(per_axis, 1)
+    axis = strongest_plane(coords, counts, allowed)
     index = coords[np.arange(len(coords)), axis]
     keys = axis * (max(shape) + 1) + index
     unique, plane_ids = np.unique(keys, return_inverse=True)

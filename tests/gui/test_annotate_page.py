@@ -211,12 +211,27 @@ def test_status_follows_paint_and_summary_jumps(env, qtbot):
     assert signal.args == [job.id, "converted", "annotated"]
     assert "annotated" in page.job_label.text()
     items = page.summary_items(1)
-    assert [item.data(0, Qt.ItemDataRole.UserRole) for item in items] == [(1, 120)]
-    z_items = page.summary_items(0)
-    assert len(z_items) == len(set(np.argwhere(disk(store, job))[:, 0]))
+    assert [item.data(0, Qt.ItemDataRole.UserRole) for item in items] == [(1, 120)]  # at once, on release
+    # the z and x slices the two dots cross hold paint, but it was laid on y 120: they are counted, not listed
+    assert page.painted_planes.wait()
+    assert [item.data(0, Qt.ItemDataRole.UserRole) for item in page.summary_items(1)] == [(1, 120)]
+    assert page.summary_items(0) == [] and page.summary_items(2) == []
+    crossing = len(set(np.argwhere(disk(store, job))[:, 0]))
+    z_top = page.summary_tree.topLevelItem(1)
+    assert z_top.text(0) == "Painted z slices: 0"
+    assert z_top.child(0).text(0) == f"({crossing} more z slices cross paint laid on other planes)"
+    # a dot on a z slice: listed at once, and still after the slices painted on are worked out again
+    page.go_to(0, 20)
+    stroke(page, [[20, 60, 60]], 2)
+    assert [i.data(0, Qt.ItemDataRole.UserRole) for i in page.summary_items(0)] == [(0, 20)]
+    assert page.painted_planes.wait()
+    assert [i.data(0, Qt.ItemDataRole.UserRole) for i in page.summary_items(0)] == [(0, 20)]
     page.go_to(2, 0)
-    page._summary_clicked(z_items[-1])
-    assert page.current_plane() == z_items[-1].data(0, Qt.ItemDataRole.UserRole)
+    page._summary_clicked(page.summary_items(1)[0])
+    assert page.current_plane() == (1, 120)
+    page.go_to(0, 20)
+    stroke(page, [[20, 60, 60]], 0, tool="erase")
+    assert page.summary_items(0) == []  # erased: no longer listed, even before the next answer
     page.go_to(1, 120)
     stroke(page, [[30, 120, 50]], 0, tool="erase")
     assert store.get(job.id).status == "converted"
@@ -252,6 +267,9 @@ def test_import_export_from_the_page(env, tmp_path):
     assert store.get(job.id).status == "annotated"
     assert "Undo history was reset" in page.message_label.text()
     assert [i.data(0, Qt.ItemDataRole.UserRole)[1] for i in page.summary_items(0)] == [2, 3]
+    assert page.painted_planes.wait()  # whole z slices imported: no y or x slice was painted on
+    assert [i.data(0, Qt.ItemDataRole.UserRole)[1] for i in page.summary_items(0)] == [2, 3]
+    assert page.summary_items(1) == [] and page.summary_items(2) == []
     # painting after an import, then an export that holds both
     page.go_to(0, 10)
     stroke(page, [[10, 150, 30]], 2)

@@ -68,6 +68,54 @@ def test_write_slice_stores_only_painted_chunks_and_stats(tmp_path):
         ann.read_slice(array, 1, 130)
 
 
+def test_stroke_axes_from_the_neighbours():
+    block = np.zeros((5, 6, 7), np.uint8)
+    block[2, 1:4, 1:5] = 1  # a patch on z 2
+    block[4, 5, 0:3] = 1  # a line along x on z 4 (or y 5)
+    block[0, 0, 6] = 1  # a lone voxel
+    coords, allowed = ann.stroke_axes(block)
+    by_voxel = {tuple(c): tuple(a) for c, a in zip(coords.tolist(), allowed.tolist())}
+    assert all(by_voxel[(2, y, x)] == (True, False, False) for y in range(1, 4) for x in range(1, 5))
+    assert by_voxel[(4, 5, 1)] == (True, True, False) and by_voxel[(0, 0, 6)] == (True, True, True)
+    assert len(coords) == int(block.sum())
+
+
+def test_planes_painted_on_are_the_slices_strokes_were_laid_on(tmp_path, monkeypatch):
+    from app.pipeline.training_data import read_paint
+
+    array = ann.open_annotations(tmp_path / "a.zarr", BIG, create=True)
+    plane = np.zeros(BIG[1:], np.uint8)
+    plane[20:90, 30:100] = 1  # a patch on z 66, across chunks
+    ann.write_slice(array, 0, 66, plane)
+    side = np.zeros((BIG[0], BIG[2]), np.uint8)
+    side[10:40, 5:60] = 2  # a patch on y 7
+    ann.write_slice(array, 1, 7, side)
+    stats = ann.AnnotationStats.scan(array)
+    assert len(stats.painted_slices(1)) == 71  # y 7 and the 70 rows the z patch crosses
+    finder = ann.PlaneFinder(tmp_path / "a.zarr")
+    assert finder.planes(stats.profiles) == {0: [66], 1: [7], 2: []}
+    assert sorted(read_paint(array).planes) == [(0, 66), (1, 7)]  # the same rule as training's split
+    # a second call re-reads only the chunk written since, and sees the change
+    cached = dict(finder._chunks)
+    ann.write_region(array, (slice(0, 1), slice(120, 121), slice(0, 40)), 1)  # a line on z 0, in a new chunk,
+    # crossing x columns that hold more paint of the other two patches: still laid on z 0
+    stats = ann.AnnotationStats.scan(array)
+    assert finder.planes(stats.profiles) == {0: [0, 66], 1: [7], 2: []}
+    assert all(finder._chunks[i] is cached[i] for i in cached)  # the chunks painted before: not re-read
+    assert len(finder._chunks) == len(cached) + 1
+    assert sorted(read_paint(array).planes) == [(0, 0), (0, 66), (1, 7)]  # training splits the paint alike
+    # a small patch on z 50 whose rows and columns hold far more paint of the z 66 patch
+    ann.write_region(array, (slice(50, 51), slice(40, 46), slice(40, 46)), 2)
+    stats = ann.AnnotationStats.scan(array)
+    assert stats.profiles[0][50] < min(stats.profiles[1][40], stats.profiles[2][40])
+    assert finder.planes(stats.profiles) == {0: [0, 50, 66], 1: [7], 2: []}
+    assert sorted(read_paint(array).planes) == [(0, 0), (0, 50), (0, 66), (1, 7)]
+    empty = ann.open_annotations(tmp_path / "b.zarr", BIG, create=True)
+    assert ann.PlaneFinder(tmp_path / "b.zarr").planes(ann.AnnotationStats(BIG).profiles) == {0: [], 1: [], 2: []}
+    monkeypatch.setattr(ann, "MAX_VOXELS_FOR_PLANES", 1000)  # too much paint to look through: no answer
+    assert finder.planes(stats.profiles) is None
+
+
 def test_buffer_overlays_edits_and_flushes_them_with_incremental_stats(tmp_path):
     array = ann.open_annotations(tmp_path / "a.zarr", BIG, create=True)
     ann.write_region(array, (slice(5, 6), slice(5, 6), slice(5, 6)), 1)

@@ -136,6 +136,10 @@ class AnnotatePage(JobPage):
         self._build()
         self._shortcuts()
         self._set_enabled(False)
+        from app.gui.painted_planes import PaintedPlanes
+
+        self.painted_planes = PaintedPlanes(self)  # the slices painted on, for the summary
+        self.painted_planes.ready.connect(self._render_summary)
         # live preview, "Suggest a slice" and the segmentation layer (issue 4)
         from app.gui.live_preview import attach_live_preview
 
@@ -390,6 +394,7 @@ class AnnotatePage(JobPage):
 
     def shutdown(self) -> None:
         self.commit_edits()
+        self.painted_planes.close()
         self.live_preview.shutdown()
         if self.view is not None:
             self.view.close_viewer()
@@ -436,6 +441,7 @@ class AnnotatePage(JobPage):
             self.view_stack.layout().activate()
         view.show_volume(volume.levels, volume.spacing, reveal=False)
         self.buffer = AnnotationBuffer(array, stats)
+        self.painted_planes.open(store.workspace.annotations_path(job.id), lambda: self.buffer.stats.profiles)
         self._refresh_classes()
         view.set_labels(self.buffer, self._colors())
         view.go_to(0, volume.shape[0] // 2)  # open at the middle z slice
@@ -458,6 +464,7 @@ class AnnotatePage(JobPage):
 
     def _close_job(self) -> None:
         self.commit_edits()
+        self.painted_planes.close()
         self.buffer = None
         self.volume = None
         self._loaded_job = None
@@ -500,7 +507,8 @@ class AnnotatePage(JobPage):
         axis, index = self.view.current_plane()
         self._announce(change, job_id)
         self._update_class_counts()
-        self._update_summary()
+        self.painted_planes.stroke_on(axis, index)
+        self._render_summary()
         self.stroke_committed.emit(axis, index)
         return True
 
@@ -792,6 +800,11 @@ class AnnotatePage(JobPage):
 
     # -- summary -----------------------------------------------------------------------
     def _update_summary(self) -> None:
+        """The paint changed: show it now, and have the slices painted on worked out again."""
+        self.painted_planes.changed()
+        self._render_summary()
+
+    def _render_summary(self) -> None:
         tree = self.summary_tree
         tree.clear()
         if self.buffer is None:
@@ -804,8 +817,13 @@ class AnnotatePage(JobPage):
             voxels.addChild(QTreeWidgetItem([f"{value} {names.get(value, '(deleted)')}: {counts.get(value, 0)}"]))
         tree.addTopLevelItem(voxels)
         voxels.setExpanded(True)
+        painted_on = self.painted_planes.planes
         for axis in range(3):
-            slices = stats.painted_slices(axis)
+            holding = stats.painted_slices(axis)
+            if painted_on is None:  # not worked out (yet): every slice that holds paint
+                slices = holding
+            else:  # painted on, and still holding paint (a stroke since may have erased it)
+                slices = [i for i in painted_on[axis] if stats.profiles[axis][i]]
             item = QTreeWidgetItem([f"Painted {AXES[axis]} slices: {len(slices)}"])
             item.setData(0, Qt.ItemDataRole.UserRole, (axis, slices[0]) if slices else None)
             for index in slices[:MAX_LISTED_SLICES]:
@@ -814,6 +832,9 @@ class AnnotatePage(JobPage):
                 item.addChild(child)
             if len(slices) > MAX_LISTED_SLICES:
                 item.addChild(QTreeWidgetItem([f"… {len(slices) - MAX_LISTED_SLICES} more"]))
+            crossed = len(holding) - len(slices)
+            if crossed > 0:
+                item.addChild(QTreeWidgetItem([f"({crossed} more {AXES[axis]} slices cross paint laid on other planes)"]))
             tree.addTopLevelItem(item)
             item.setExpanded(0 < len(slices) <= 20)
         self.summary_changed.emit()
@@ -821,7 +842,8 @@ class AnnotatePage(JobPage):
     def summary_items(self, axis: int) -> list[QTreeWidgetItem]:
         """The clickable slice entries of plane ``axis`` in the summary."""
         top = self.summary_tree.topLevelItem(1 + axis)
-        return [top.child(i) for i in range(top.childCount())] if top else []
+        children = [top.child(i) for i in range(top.childCount())] if top else []
+        return [child for child in children if child.data(0, Qt.ItemDataRole.UserRole)]
 
     def _summary_clicked(self, item: QTreeWidgetItem, _column: int = 0) -> None:
         target = item.data(0, Qt.ItemDataRole.UserRole)
