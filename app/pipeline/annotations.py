@@ -238,8 +238,9 @@ class PlaneFinder:
     """The slices of each plane that paint was laid on (:func:`stroke_axes`, then :func:`strongest_plane`).
 
     Keeps, per stored chunk, the slices its decided voxels were laid on and its
-    undecided voxels (4 bytes each), and re-reads only the chunks written since the last call,
-    so asking after every stroke costs little. Use it from one thread at a time.
+    undecided voxels (6 bytes each), and re-reads only the chunks written since
+    the last call, so asking after every stroke costs little. Use it from one
+    thread at a time.
     """
 
     def __init__(self, path: str | Path) -> None:

@@ -2,9 +2,10 @@
 
 A painted voxel belongs to the plane (axis, index) its stroke was laid on:
 the one across which its neighbours are unpainted, or else the one among its
-three planes holding the most paint (``annotations.stroke_axes``). This recovers
-the slices a user painted on in any of the three orientations. Splits keep whole slices apart, so held-out metrics
-measure paint the model never saw, not neighbours of it.
+three planes holding the most paint (``annotations.stroke_axes``). This
+recovers the slices a user painted on in any of the three orientations.
+Splits keep whole slices apart, so held-out metrics measure paint the model
+never saw, not neighbours of it.
 """
 
 from __future__ import annotations

@@ -219,7 +219,7 @@ def test_status_follows_paint_and_summary_jumps(env, qtbot):
     crossing = len(set(np.argwhere(disk(store, job))[:, 0]))
     z_top = page.summary_tree.topLevelItem(1)
     assert z_top.text(0) == "Painted z slices: 0"
-    assert z_top.child(0).text(0) == f"({crossing} more z slices cross paint laid on other planes)"
+    assert z_top.child(0).text(0) == f"+{crossing} crossed by paint on other planes"
     # a dot on a z slice: listed at once, and still after the slices painted on are worked out again
     page.go_to(0, 20)
     stroke(page, [[20, 60, 60]], 2)

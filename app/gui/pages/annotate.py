@@ -834,7 +834,10 @@ class AnnotatePage(JobPage):
                 item.addChild(QTreeWidgetItem([f"… {len(slices) - MAX_LISTED_SLICES} more"]))
             crossed = len(holding) - len(slices)
             if crossed > 0:
-                item.addChild(QTreeWidgetItem([f"({crossed} more {AXES[axis]} slices cross paint laid on other planes)"]))
+                note = QTreeWidgetItem([f"+{crossed} crossed by paint on other planes"])
+                note.setToolTip(0, f"{crossed} more {AXES[axis]} slices hold paint that was laid on slices of "
+                                   "the other planes (a stroke on a z slice crosses many y and x slices)")
+                item.addChild(note)
             tree.addTopLevelItem(item)
             item.setExpanded(0 < len(slices) <= 20)
         self.summary_changed.emit()
