@@ -16,6 +16,16 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
 @pytest.fixture(autouse=True)
+def _unfreeze_objects():
+    """A window's warm-up freezes the objects alive (app.core.memory): thaw them after each test,
+    so that what one test leaves behind is still collected."""
+    yield
+    import gc
+
+    gc.unfreeze()
+
+
+@pytest.fixture(autouse=True)
 def _own_settings_file(tmp_path_factory, monkeypatch):
     """The app's QSettings go to a fresh INI file per test, never the user's own."""
     monkeypatch.setenv("STRATA_SETTINGS", str(tmp_path_factory.mktemp("settings") / "strata.ini"))

@@ -1,8 +1,9 @@
-"""Handing freed memory back to the operating system."""
+"""Handing freed memory back to the operating system, and keeping full garbage collections short."""
 
 from __future__ import annotations
 
 import ctypes
+import gc
 import ctypes.util
 import sys
 from functools import lru_cache
@@ -32,3 +33,18 @@ def return_freed_memory() -> bool:
         return False
     trim(0)
     return True
+
+
+def freeze_long_lived() -> int:
+    """Collect garbage once, then leave every object alive now out of later collections.
+
+    After start-up the heap holds a few million long-lived objects (Qt wrappers,
+    napari, numpy), and each full collection walks them all: 120-170 ms with every
+    thread stopped, felt as a stutter in a brush stroke or a late stroke on disk.
+    Frozen (``gc.freeze``), they are skipped; objects made later are collected as
+    before, and frozen ones are still freed when nothing refers to them.
+    Returns how many objects are frozen.
+    """
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.memory import return_freed_memory
+from app.core.memory import freeze_long_lived, return_freed_memory
 from app.core.statuses import ERRORS, JobStatus, TransitionError, parse_status
 from app.gui.dialogs import NewJobDialog, NewJobRequest, RenameDialog
 from app.gui.job_table import JobTableModel, ProgressDelegate, status_label
@@ -572,6 +572,7 @@ class MainWindow(QMainWindow):
             if self._closing:
                 return
             if not steps:
+                freeze_long_lived()  # later full collections skip what start-up made (no stutter)
                 return_freed_memory()  # napari's start-up leaves much freed memory behind
                 return
             step = steps.pop(0)

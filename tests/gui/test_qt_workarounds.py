@@ -6,7 +6,7 @@ import importlib
 import linecache
 import sys
 
-from app.core.memory import return_freed_memory
+from app.core.memory import freeze_long_lived, return_freed_memory
 from app.gui.qt_workarounds import apply_qt_workarounds
 
 
@@ -48,3 +48,23 @@ def test_workarounds_are_idempotent():
 
 def test_freed_memory_can_be_returned_on_linux():
     assert return_freed_memory() is sys.platform.startswith("linux")
+
+
+def test_frozen_objects_are_skipped_and_later_garbage_still_collected():
+    import gc
+    import weakref
+
+    class Node:
+        pass
+
+    gc.unfreeze()
+    kept = [Node() for _ in range(1000)]
+    assert freeze_long_lived() >= len(kept)
+    assert not any(gc.is_tracked(n) and n in gc.get_objects(generation=2) for n in kept[:3])
+    later = Node()
+    later.self = later  # a cycle made after the freeze
+    ref = weakref.ref(later)
+    del later
+    gc.collect()
+    assert ref() is None
+    gc.unfreeze()
