@@ -45,6 +45,8 @@ class PaintedPlanes(QObject):
         self._failures = 0
         self._task: BackgroundTask | None = None
         self._finder = None
+        self._pool = QThreadPool(self)  # its own thread: never queued behind an import or export
+        self._pool.setMaxThreadCount(1)
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(self.DELAY_MS)
@@ -102,7 +104,7 @@ class PaintedPlanes(QObject):
 
         self._task = BackgroundTask(work, lambda planes: self._done(generation, planes),
                                     lambda message: self._failed(generation, message))
-        QThreadPool.globalInstance().start(self._task)
+        self._pool.start(self._task)
 
     def _done(self, generation: int, planes: dict[int, list[int]] | None) -> None:
         self._running = False
@@ -132,6 +134,6 @@ class PaintedPlanes(QObject):
         while self.busy:
             if time.monotonic() > deadline:
                 return False
-            QThreadPool.globalInstance().waitForDone(20)
+            self._pool.waitForDone(20)
             QCoreApplication.processEvents()
         return True
