@@ -35,7 +35,7 @@ def return_freed_memory() -> bool:
     return True
 
 
-def freeze_long_lived() -> int:
+def freeze_long_lived() -> None:
     """Collect garbage once, then leave every object alive now out of later collections.
 
     After start-up the heap holds a few million long-lived objects (Qt wrappers,
@@ -43,8 +43,6 @@ def freeze_long_lived() -> int:
     thread stopped, felt as a stutter in a brush stroke or a late stroke on disk.
     Frozen (``gc.freeze``), they are skipped; objects made later are collected as
     before, and frozen ones are still freed when nothing refers to them.
-    Returns how many objects are frozen.
     """
     gc.collect()
     gc.freeze()
-    return gc.get_freeze_count()

@@ -75,36 +75,22 @@ class PreviewEngine:
         """The painted voxels, re-reading only the annotation chunks written since the last call."""
         import zarr
 
-        from app.pipeline.annotations import chunk_selection, stored_chunks, stroke_axes
+        from app.pipeline.annotations import painted_voxels, reread_changed_chunks
         from app.pipeline.training_data import Paint, assign_planes
 
         if not (self.annotations_path / "zarr.json").is_file():
             return None
         array = zarr.open_array(str(self.annotations_path), mode="r")
-        seen: dict = {}
-        for index in stored_chunks(array):
-            path = self.annotations_path.joinpath("c", *(str(i) for i in index))
-            try:
-                stamp = path.stat().st_mtime_ns, path.stat().st_size
-            except OSError:
-                continue
-            cached = self._chunks.get(index)
-            if cached is None or cached[0] != stamp:
-                selection = chunk_selection(array, index)
-                data = array[selection]
-                found, allowed = stroke_axes(data)
-                offset = np.array([sl.start for sl in selection], dtype=np.int64)
-                cached = (stamp, found + offset, data[tuple(found.T)], allowed)
-            seen[index] = cached
-        self._chunks = seen
-        self._paint_key = frozenset((index, cached[0]) for index, cached in seen.items())
-        if not seen:
+        self._chunks = reread_changed_chunks(array, self._chunks, painted_voxels)
+        self._paint_key = frozenset((index, stamp) for index, (stamp, _) in self._chunks.items())
+        if not self._chunks:
             return None
-        coords = np.concatenate([c[1] for c in seen.values()])
-        labels = np.concatenate([c[2] for c in seen.values()]).astype(np.uint8)
+        voxels = [read for _stamp, read in self._chunks.values()]
+        coords = np.concatenate([v[0] for v in voxels])
+        labels = np.concatenate([v[1] for v in voxels]).astype(np.uint8)
         if not len(labels):
             return None
-        plane_ids, planes = assign_planes(coords, array.shape, np.concatenate([c[3] for c in seen.values()]))
+        plane_ids, planes = assign_planes(coords, array.shape, np.concatenate([v[2] for v in voxels]))
         return Paint(coords, labels, plane_ids, planes)
 
     def fit(self) -> bool:

@@ -17,7 +17,7 @@ import os
 import re
 from collections import OrderedDict
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import zarr
@@ -218,6 +218,39 @@ def stroke_axes(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return coords, counts == counts.min(1, initial=2)[:, None]
 
 
+def painted_voxels(region: Selection, data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The painted voxels of chunk ``data`` at ``region``: coordinates (n, 3) in the volume,
+    label values, and the axes their strokes may have been laid across (:func:`stroke_axes`)."""
+    found, allowed = stroke_axes(data)
+    offset = np.array([sl.start for sl in region], dtype=np.int64)
+    return found + offset, data[tuple(found.T)], allowed
+
+
+def reread_changed_chunks(array: zarr.Array, cache: Mapping[tuple[int, int, int], tuple],
+                          read: Callable[[Selection, np.ndarray], Any]) -> dict[tuple[int, int, int], tuple]:
+    """For each stored chunk of ``array`` (on a local disk), ``(stamp, read(region, data))``.
+
+    Entries of ``cache`` whose chunk file has the same modification time and size
+    are kept as they are; the other chunks are read, one at a time. A chunk whose
+    file is gone by the time it is looked at is left out.
+    """
+    folder = _array_dir(array)
+    fresh = {}
+    for index in stored_chunks(array):
+        try:
+            info = folder.joinpath("c", *(str(i) for i in index)).stat()
+        except OSError:
+            continue
+        stamp = (info.st_mtime_ns, info.st_size)
+        cached = cache.get(index)
+        if cached is not None and cached[0] == stamp:
+            fresh[index] = cached
+        else:
+            region = chunk_selection(array, index)
+            fresh[index] = (stamp, read(region, np.asarray(array[region])))
+    return fresh
+
+
 def strongest_plane(coords: np.ndarray, profiles: Sequence[np.ndarray], allowed: np.ndarray | None = None) -> np.ndarray:
     """For each voxel (n, 3), the axis of the one of its three planes holding the most paint.
 
@@ -245,33 +278,17 @@ class PlaneFinder:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._chunks: dict[tuple[int, int, int], tuple] = {}  # (stamp, laid_on, offset, undecided, allowed)
+        self._chunks: dict[tuple[int, int, int], tuple] = {}  # stamp, (laid_on, offset, undecided, allowed)
 
     def planes(self, profiles: Sequence[np.ndarray]) -> dict[int, list[int]] | None:
         """Indices per plane (0 = z, 1 = y, 2 = x); None above :data:`MAX_VOXELS_FOR_PLANES` painted voxels."""
         if int(np.sum(profiles[0])) > MAX_VOXELS_FOR_PLANES:
             self._chunks = {}
             return None
-        array = zarr.open_array(str(self.path), mode="r")
-        kept, stale = {}, []
-        for index in stored_chunks(array):
-            stamp = self._stamp(index)
-            cached = self._chunks.get(index)
-            if cached is not None and cached[0] == stamp:
-                kept[index] = cached
-            else:
-                stale.append((index, stamp))
-        local = np.uint8 if max(array.chunks) <= 256 else np.uint16
-        for index, stamp in stale:  # one at a time: the shared reader threads stay free for painting
-            region = chunk_selection(array, index)
-            coords, allowed = stroke_axes(np.asarray(array[region]))
-            offset = np.array([sl.start for sl in region])
-            decided = allowed.sum(1) == 1
-            laid_on = [np.unique(coords[decided & allowed[:, a], a]) + offset[a] for a in range(3)]
-            kept[index] = (stamp, laid_on, offset, coords[~decided].astype(local), allowed[~decided])
-        self._chunks = kept
+        # one chunk at a time: the shared reader threads stay free for painting
+        self._chunks = reread_changed_chunks(zarr.open_array(str(self.path), mode="r"), self._chunks, _laid_on)
         marks = [np.zeros(len(p), dtype=bool) for p in profiles]
-        for _stamp, laid_on, offset, undecided, allowed in kept.values():
+        for _stamp, (laid_on, offset, undecided, allowed) in self._chunks.values():
             for a in range(3):
                 marks[a][laid_on[a]] = True
             if len(undecided):
@@ -281,12 +298,16 @@ class PlaneFinder:
                     marks[a][undecided[axis == a, a]] = True
         return {a: [int(i) for i in np.flatnonzero(marks[a])] for a in range(3)}
 
-    def _stamp(self, index: Sequence[int]) -> tuple[int, int]:
-        try:
-            info = self.path.joinpath("c", *(str(i) for i in index)).stat()
-        except OSError:
-            return (0, 0)
-        return (info.st_mtime_ns, info.st_size)
+
+def _laid_on(region: Selection, data: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+    """What :class:`PlaneFinder` keeps of a chunk: the slices its decided voxels lie on,
+    its offset, and its undecided voxels (in-chunk coordinates) with their allowed axes."""
+    coords, allowed = stroke_axes(data)
+    offset = np.array([sl.start for sl in region])
+    decided = allowed.sum(1) == 1
+    laid_on = [np.unique(coords[decided & allowed[:, a], a]) + offset[a] for a in range(3)]
+    local = np.uint8 if max(data.shape) <= 256 else np.uint16
+    return laid_on, offset, coords[~decided].astype(local), allowed[~decided]
 
 
 def class_counts(array: zarr.Array) -> dict[int, int]:

@@ -46,15 +46,15 @@ class Paint:
 
 def read_paint(annotations) -> Paint:
     """All painted voxels of an annotation array (reads only the chunks that hold paint)."""
-    from app.pipeline.annotations import iter_stored_chunks, stroke_axes
+    from app.pipeline.annotations import iter_stored_chunks, painted_voxels
 
     coords, labels, allowed = [], [], []
     for selection, data in iter_stored_chunks(annotations):
-        found, across = stroke_axes(data)
+        found, values, across = painted_voxels(selection, data)
         if not len(found):
             continue
-        labels.append(data[tuple(found.T)])
-        coords.append(found + np.array([s.start for s in selection], dtype=np.int64))
+        coords.append(found)
+        labels.append(values)
         allowed.append(across)
     if not coords:
         empty = np.zeros((0, 3), np.int64)

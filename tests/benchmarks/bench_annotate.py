@@ -91,21 +91,27 @@ def make_data(folder: Path, shape: tuple[int, int, int]) -> int:
     return job.id
 
 
-# -- the two sides (each in its own process) ----------------------------------------------
-def side_napari(folder: Path) -> dict:
+# -- the sides (each in its own process) ----------------------------------------------------
+def _napari_window():
+    """napari's own window, up and drawn once: (QApplication, napari.Viewer)."""
     import napari
-    import tifffile
     from PySide6.QtWidgets import QApplication
-
-    from app.gui.qt_workarounds import guard_none_refcount
-
-    guard_none_refcount()  # the same work-around as the app's (PySide6 6.12 on Python 3.11)
 
     app = QApplication.instance() or QApplication([])
     viewer = napari.Viewer(show=True)
     viewer.window._qt_window.resize(1300, 800)
     app.processEvents()
     viewer.screenshot(canvas_only=True)
+    return app, viewer
+
+
+def side_napari(folder: Path) -> dict:
+    import tifffile
+
+    from app.gui.qt_workarounds import guard_none_refcount
+
+    guard_none_refcount()  # the same work-around as the app's (PySide6 6.12 on Python 3.11)
+    app, viewer = _napari_window()
     before = rss_gib()
     files = sorted((folder / "stack").glob("*.tif"))
     start = time.perf_counter()
@@ -123,17 +129,12 @@ def side_floor() -> dict:
     With the same PySide6 work-arounds as Strata's, so that this is a floor for
     Strata too (a Labels layer brings pandas and scipy.linalg into the process).
     """
-    from PySide6.QtWidgets import QApplication
+    from PySide6 import QtCore  # noqa: F401 - the work-arounds below need PySide6 loaded
 
     from app.gui.qt_workarounds import apply_qt_workarounds
 
     apply_qt_workarounds()
-    import napari
-
-    app = QApplication.instance() or QApplication([])
-    viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1300, 800)
-    app.processEvents()
+    app, viewer = _napari_window()
     viewer.add_labels(np.zeros((4, 64, 64), np.uint8))
     viewer.screenshot(canvas_only=True)
     app.processEvents()
